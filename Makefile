@@ -1,0 +1,46 @@
+# sortloop: the two commands a newcomer runs are `make run` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.setup-done
+export YOLO_OFFLINE := 1
+export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
+
+.PHONY: setup system-deps run test lint typecheck test-slow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch and torchvision lie on this machine's disk (CPU use; the CUDA build also runs on the CPU)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[training,ui,dev]'
+	touch $(STAMP)
+
+system-deps:
+	@# mosquitto (MQTT broker for tests) and chromium (browser tests) come from Debian.
+	@if ! command -v mosquitto >/dev/null || ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto chromium; \
+		else echo "install Debian packages mosquitto and chromium (sudo apt-get install mosquitto chromium)"; fi; \
+	fi
+
+setup: $(STAMP) system-deps
+
+run: setup
+	$(BIN)/sortloop run --config configs/station.yaml
+
+lint: setup
+	$(BIN)/ruff check station training ui tests bench
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -q
+
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+bench: setup
+	$(BIN)/python bench/station_fps.py
+
+clean:
+	rm -rf var runs work .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,220 @@
+"""Station configuration: YAML → pydantic models that forbid unknown keys.
+
+Every field carries a description (``sortloop config schema`` prints them); errors name the YAML path
+and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from station.taxonomy import DEFAULT_TAXONOMY, Stream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the YAML path and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ReconnectConfig(_Model):
+    initial_s: float = Field(0.5, gt=0, description="First wait before reconnecting a lost stream (s).")
+    max_s: float = Field(10.0, gt=0, description="Longest wait between reconnect attempts (s).")
+    factor: float = Field(2.0, ge=1, description="Back-off multiplier between attempts.")
+
+
+class SourceConfig(_Model):
+    kind: Literal["simulator", "video", "images", "stream", "usb"] = Field(
+        "simulator", description="Frame source: the conveyor simulator, a video file, an image folder, "
+        "an RTSP/HTTP stream or a USB camera.")
+    uri: str = Field("", description="Video path, image folder, stream URL or USB device index.")
+    fps: float = Field(30.0, gt=0, description="Frame rate for image folders, and the nominal rate of others.")
+    loop: bool = Field(False, description="Restart a video file or image folder at its end.")
+    realtime: bool = Field(True, description="Pace files and the simulator at their frame rate (False: "
+                           "as fast as the pipeline takes them, without dropping frames).")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig,
+                                       description="Back-off for lost streams and cameras.")
+
+
+class SimulatorConfig(_Model):
+    width: int = Field(1280, ge=160, description="Frame width (px).")
+    height: int = Field(720, ge=120, description="Frame height (px).")
+    fps: float = Field(30.0, gt=0, description="Camera frame rate (frames/s).")
+    belt_speed_mps: float = Field(0.5, gt=0, description="Belt speed (m/s).")
+    px_per_m: float = Field(1000.0, gt=0, description="Image scale on the belt plane (px per metre).")
+    ticks_per_m: float = Field(2000.0, gt=0, description="Encoder ticks per metre of belt travel.")
+    items_per_min: float = Field(40.0, gt=0, description="Mean arrival rate (items per minute).")
+    touching_prob: float = Field(0.08, ge=0, le=1, description="Chance an item arrives touching the previous one.")
+    motion_blur: float = Field(0.3, ge=0, le=1, description="Strength of motion blur (0 = none).")
+    lighting_jitter: float = Field(0.15, ge=0, le=1, description="Random brightness/colour change per item.")
+    seed: int = Field(0, description="Random seed: the same seed gives the same items and frames.")
+    sprites: str | None = Field(None, description="Folder of RGBA cut-outs (class/*.png) to use instead of "
+                                "the built-in procedural items.")
+    classes: list[str] | None = Field(None, description="Restrict items to these taxonomy classes.")
+
+
+class ModelConfig(_Model):
+    path: str = Field("models/sortloop-default.onnx", description="ONNX detector (Ultralytics export).")
+    registry: str = Field("models/registry", description="Model registry folder; the station watches its "
+                          "promoted model and swaps to it without a restart.")
+    watch_registry: bool = Field(True, description="Swap to a newly promoted model while running.")
+    confidence: float = Field(0.25, ge=0, le=1, description="Detection score threshold.")
+    iou: float = Field(0.5, gt=0, le=1, description="NMS IoU threshold (models that need NMS).")
+    threads: int = Field(0, ge=0, description="Intra-op threads for onnxruntime (0 = library default).")
+    providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "OpenVINOExecutionProvider",
+                                                          "CPUExecutionProvider"],
+                                 description="onnxruntime providers in order of preference; absent ones "
+                                 "are skipped.")
+
+
+class TrackerConfig(_Model):
+    activation_threshold: float = Field(0.25, ge=0, le=1, description="Score to start a track.")
+    lost_track_buffer: int = Field(30, ge=1, description="Frames a lost track is kept for re-association.")
+    matching_threshold: float = Field(0.8, gt=0, le=1, description="IoU matching threshold.")
+    minimum_consecutive_frames: int = Field(1, ge=1, description="Frames before a track is confirmed.")
+
+
+class DecisionConfig(_Model):
+    line_x: float = Field(0.5, gt=0, lt=1, description="Decision line position as a fraction of frame width "
+                          "(the belt moves left → right).")
+    min_track_frames: int = Field(3, ge=1, description="Fewer observations than this → manual inspection.")
+    min_confidence: float = Field(0.45, ge=0, le=1, description="Vote share of the winning class below "
+                                  "this → manual inspection.")
+    hazard_doubt: float = Field(0.15, ge=0, le=1, description="A hazard class holding at least this vote "
+                                "share without winning → manual inspection (a battery in doubt is never "
+                                "sorted as material).")
+    duplicate_gate_px: float = Field(60.0, gt=0, description="A new track within this distance (belt "
+                                     "coordinates) of an item already decided is the same item.")
+
+
+class BinConfig(_Model):
+    channel: int = Field(ge=0, description="Actuator channel (Modbus coil / MQTT channel) of the ejector.")
+    distance_m: float = Field(gt=0, description="Distance from the decision line to the ejector (m).")
+    streams: list[Stream] = Field(default_factory=list, description="Streams sorted to this bin.")
+
+
+def _default_bins() -> dict[str, BinConfig]:
+    return {
+        "electronics": BinConfig(channel=0, distance_m=0.6, streams=[Stream.ELECTRONICS]),
+        "plastic": BinConfig(channel=1, distance_m=0.9, streams=[Stream.PLASTIC]),
+        "metal": BinConfig(channel=2, distance_m=1.2, streams=[Stream.METAL]),
+        "textile": BinConfig(channel=3, distance_m=1.5, streams=[Stream.TEXTILE]),
+        "hazard": BinConfig(channel=4, distance_m=0.4, streams=[]),
+        "manual": BinConfig(channel=5, distance_m=1.8, streams=[Stream.MANUAL]),
+        "residual": BinConfig(channel=6, distance_m=2.1, streams=[Stream.RESIDUAL]),
+    }
+
+
+class RoutingConfig(_Model):
+    bins: dict[str, BinConfig] = Field(default_factory=_default_bins, description="Bins by name.")
+    hazard_bin: str = Field("hazard", description="Bin for hazards (batteries); overrides the stream.")
+    failsafe_bin: str = Field("manual", description="Bin for any fault or doubt (manual inspection).")
+    belt_speed_source: Literal["config", "encoder"] = Field(
+        "encoder", description="Where belt speed comes from: the encoder when the source has one, else config.")
+    belt_speed_mps: float = Field(0.5, gt=0, description="Belt speed used when no encoder reading is available.")
+    px_per_m: float = Field(1000.0, gt=0, description="Image scale on the belt plane (px per metre).")
+    ticks_per_m: float = Field(2000.0, gt=0, description="Encoder ticks per metre.")
+
+    @model_validator(mode="after")
+    def _bins_known(self) -> RoutingConfig:
+        for key in ("hazard_bin", "failsafe_bin"):
+            name = getattr(self, key)
+            if name not in self.bins:
+                raise ValueError(f"{key} names bin {name!r}, which is not under bins; add it to bins or "
+                                 f"set {key} to one of {sorted(self.bins)}")
+        return self
+
+
+class ActuatorConfig(_Model):
+    kind: Literal["simulated", "modbus", "mqtt"] = Field("simulated", description="Actuator backend.")
+    host: str = Field("127.0.0.1", description="Modbus TCP server or MQTT broker host.")
+    port: int = Field(0, ge=0, le=65535, description="Port (0 = protocol default: 502 Modbus, 1883 MQTT).")
+    unit_id: int = Field(1, ge=0, le=247, description="Modbus unit (slave) id.")
+    topic_prefix: str = Field("sortloop", description="MQTT topic prefix.")
+    station_id: str = Field("station-1", description="This station's id in topics and records.")
+    timeout_s: float = Field(1.0, gt=0, description="Connect/request timeout (s).")
+
+
+class StoreConfig(_Model):
+    url: str = Field("sqlite:///var/sortloop.db", description="SQLAlchemy URL: SQLite (WAL) by default, "
+                     "postgresql+psycopg://… where several stations share data.")
+    evidence_dir: str = Field("var/evidence", description="Folder for evidence crops (JPEG).")
+    crop_quality: int = Field(85, ge=10, le=100, description="JPEG quality of evidence crops.")
+
+
+class ApiConfig(_Model):
+    host: str = Field("127.0.0.1", description="Address the web app binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the web app.")
+    live_fps: float = Field(10.0, gt=0, description="Frame rate of the MJPEG live view.")
+
+
+class PipelineConfig(_Model):
+    queue_size: int = Field(4, ge=1, description="Frames buffered between stages; when full the oldest "
+                            "frame is dropped and counted.")
+    worker_restart_limit: int = Field(5, ge=0, description="Restarts per minute of a dead worker before the "
+                                      "station stops routing and alarms.")
+    heartbeat_timeout_s: float = Field(5.0, gt=0, description="A worker silent this long is stuck: alarm, "
+                                       "route to manual.")
+
+
+class StationConfig(_Model):
+    station_id: str = Field("station-1", description="Station id stored with every record.")
+    taxonomy: str = Field(str(DEFAULT_TAXONOMY.relative_to(ROOT)), description="Taxonomy YAML.")
+    source: SourceConfig = Field(default_factory=SourceConfig, description="Where frames come from.")
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig, description="Conveyor simulator.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Detector.")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="ByteTrack settings.")
+    decision: DecisionConfig = Field(default_factory=DecisionConfig, description="Decision line and rules.")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Bins and ejectors.")
+    actuator: ActuatorConfig = Field(default_factory=ActuatorConfig, description="Actuator backend.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Database and evidence.")
+    api: ApiConfig = Field(default_factory=ApiConfig, description="Web app and live view.")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Workers and queues.")
+
+    def resolve(self, path: str) -> Path:
+        """A config path made absolute against the repository root when relative."""
+        p = Path(path)
+        return p if p.is_absolute() else ROOT / p
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key; remove it or check its spelling (see `sortloop config schema`)")
+        else:
+            lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: str = "config") -> StationConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return StationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from exc
+
+
+def load_config(path: str | Path | None = None) -> StationConfig:
+    if path is None:
+        return StationConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found; pass an existing YAML file (e.g. configs/station.yaml)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return parse_config(data, str(p))
