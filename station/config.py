@@ -76,9 +76,10 @@ class ModelConfig(_Model):
 
 
 class TrackerConfig(_Model):
-    activation_threshold: float = Field(0.25, ge=0, le=1, description="Score to start a track.")
+    activation_threshold: float = Field(0.3, ge=0, le=1, description="Score a detection needs to start a track.")
+    high_confidence: float = Field(0.5, ge=0, le=1, description="ByteTrack's first-stage (high) score threshold.")
     lost_track_buffer: int = Field(30, ge=1, description="Frames a lost track is kept for re-association.")
-    matching_threshold: float = Field(0.8, gt=0, le=1, description="IoU matching threshold.")
+    minimum_iou: float = Field(0.1, gt=0, le=1, description="Least IoU between a track and a detection to match.")
     minimum_consecutive_frames: int = Field(1, ge=1, description="Frames before a track is confirmed.")
 
 
@@ -91,8 +92,11 @@ class DecisionConfig(_Model):
     hazard_doubt: float = Field(0.15, ge=0, le=1, description="A hazard class holding at least this vote "
                                 "share without winning → manual inspection (a battery in doubt is never "
                                 "sorted as material).")
-    duplicate_gate_px: float = Field(60.0, gt=0, description="A new track within this distance (belt "
-                                     "coordinates) of an item already decided is the same item.")
+    duplicate_gate_px: float = Field(60.0, gt=0, description="A crossing within this distance (belt "
+                                     "coordinates, px) of an item already decided is the same item.")
+    lost_grace_s: float = Field(0.3, ge=0, description="A track lost before the line is decided this long after "
+                                "its predicted crossing, unless another track of the same item crossed first.")
+    crop_padding: float = Field(0.1, ge=0, le=1, description="Evidence crop padding, as a fraction of box size.")
 
 
 class BinConfig(_Model):
@@ -108,8 +112,9 @@ def _default_bins() -> dict[str, BinConfig]:
         "metal": BinConfig(channel=2, distance_m=1.2, streams=[Stream.METAL]),
         "textile": BinConfig(channel=3, distance_m=1.5, streams=[Stream.TEXTILE]),
         "hazard": BinConfig(channel=4, distance_m=0.4, streams=[]),
-        "manual": BinConfig(channel=5, distance_m=1.8, streams=[Stream.MANUAL]),
-        "residual": BinConfig(channel=6, distance_m=2.1, streams=[Stream.RESIDUAL]),
+        "residual": BinConfig(channel=5, distance_m=1.8, streams=[Stream.RESIDUAL]),
+        # the fail-safe bin sits at the end of the belt: an item that gets no command lands there
+        "manual": BinConfig(channel=6, distance_m=2.1, streams=[Stream.MANUAL]),
     }
 
 
@@ -179,6 +184,17 @@ class StationConfig(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig, description="Web app and live view.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Workers and queues.")
 
+    @model_validator(mode="after")
+    def _simulator_matches_routing(self) -> StationConfig:
+        if self.source.kind != "simulator":
+            return self
+        for key in ("px_per_m", "ticks_per_m"):
+            sim, route = getattr(self.simulator, key), getattr(self.routing, key)
+            if sim != route:
+                raise ValueError(f"routing.{key} ({route}) differs from simulator.{key} ({sim}) while the source "
+                                 f"is the simulator; set both to the same value")
+        return self
+
     def resolve(self, path: str) -> Path:
         """A config path made absolute against the repository root when relative."""
         p = Path(path)
@@ -218,3 +234,33 @@ def load_config(path: str | Path | None = None) -> StationConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     return parse_config(data, str(p))
+
+
+def commented_yaml(model: BaseModel, indent: int = 0) -> str:
+    """The config as YAML with each field's description as a comment above it (configs/station.yaml)."""
+    pad = "  " * indent
+    out: list[str] = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if info.description:
+            out.append(f"{pad}# {info.description}")
+        if isinstance(value, BaseModel):
+            out.append(f"{pad}{name}:")
+            out.append(commented_yaml(value, indent + 1))
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            out.append(f"{pad}{name}:")
+            for key, sub in value.items():
+                out.append(f"{pad}  {key}:")
+                out.append(commented_yaml(sub, indent + 2))
+        else:
+            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, width=1000).strip()
+            out.append(pad + dumped.removeprefix("{").removesuffix("}"))
+    return "\n".join(out)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value"):
+        return value.value
+    return value

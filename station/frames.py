@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,8 @@ class Frame:
     timestamp: float
     ticks: int | None = None
     source: str = ""
+    captured: float = field(default_factory=time.monotonic, compare=False)
+    """Monotonic time at which the station received the frame (for latency figures)."""
 
     @property
     def height(self) -> int:

@@ -1,0 +1,227 @@
+"""The decision: one per physical item, made when its track crosses the decision line.
+
+Each track accumulates a confidence-weighted class vote. When its centre crosses the line (belt moving
+left → right) the vote is turned into a stream and a hazard flag through the taxonomy. A track lost
+just before the line is decided from its prediction; a crossing that falls on an item already decided
+(a fragmented track) is merged into it, so no item gets two decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from station.config import DecisionConfig
+from station.detections import Detections
+from station.events import Decision, Reason, new_id
+from station.frames import Frame
+from station.route import BeltSpeed
+from station.taxonomy import Stream, Taxonomy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    votes: npt.NDArray[np.float64]
+    first_seen: float
+    x: float = 0.0
+    y: float = 0.0
+    t: float = 0.0
+    ticks: int | None = None
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    observations: int = 0
+    seen_before_line: bool = False
+    decided: bool = False
+    last_frame: int = 0
+    cross: tuple[float, int | None] | None = None
+    """(time, ticks) at which the centre crossed the line, once it has."""
+
+
+@dataclass(frozen=True)
+class _Decided:
+    crossed_at: float
+    y: float
+
+
+@dataclass
+class _Crossing:
+    track: _Track
+    t: float
+    ticks: int | None
+    frame: Frame | None = None
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+class DecisionLine:
+    """Turns tracked detections into decisions. ``update`` is called once per frame."""
+
+    def __init__(self, cfg: DecisionConfig, taxonomy: Taxonomy, *, station_id: str, history_s: float = 5.0) -> None:
+        self._cfg = cfg
+        self._tax = taxonomy
+        self._station = station_id
+        self._tracks: dict[int, _Track] = {}
+        self._recent: deque[_Decided] = deque()
+        self._history_s = history_s
+        self._hazard_mask = np.array([taxonomy.hazard_of(n) == "battery" for n in taxonomy.names])
+        self._any_hazard = np.array([taxonomy.hazard_of(n) is not None for n in taxonomy.names])
+        self._map = np.zeros(0, np.int64)
+        self.model_version = ""
+        self.merged = 0
+
+    def set_model(self, names: list[str], version: str) -> None:
+        """Map the model's class ids onto taxonomy classes (the model may carry a subset)."""
+        self._map = np.array([self._tax.index(n) for n in names], np.int64)
+        self.model_version = version
+
+    # --- per frame -----------------------------------------------------------------------------------
+    def update(self, frame: Frame, dets: Detections, belt: BeltSpeed) -> list[Decision]:
+        speed_px_s = belt.px_per_s
+        line = self._cfg.line_x * frame.width
+        crossings: list[_Crossing] = []
+        ids = dets.tracker_id if dets.tracker_id is not None else np.full(len(dets), -1)
+        centres = dets.center
+        votes = self._votes(dets)
+        for i, tid in enumerate(ids):
+            if tid < 0:
+                continue
+            c = self._observe(int(tid), frame, dets.xyxy[i], centres[i], votes[i], line, belt)
+            if c is not None:
+                crossings.append(c)
+        crossings.extend(self._expire_lost(frame, line, belt))
+        return [d for c in crossings if (d := self._decide(c, frame, line, speed_px_s)) is not None]
+
+    def _votes(self, dets: Detections) -> npt.NDArray[np.float64]:
+        n_tax = len(self._tax.names)
+        out = np.zeros((len(dets), n_tax), np.float64)
+        if len(dets) == 0:
+            return out
+        if dets.class_scores is not None and dets.class_scores.shape[1] == len(self._map):
+            np.add.at(out.T, self._map, dets.class_scores.T.astype(np.float64))
+        else:
+            out[np.arange(len(dets)), self._map[dets.class_id]] = dets.confidence
+        return out
+
+    def _observe(self, tid: int, frame: Frame, box: npt.NDArray[np.float32], centre: npt.NDArray[np.float32],
+                 vote: npt.NDArray[np.float64], line: float, belt: BeltSpeed) -> _Crossing | None:
+        tr = self._tracks.get(tid)
+        x, y = float(centre[0]), float(centre[1])
+        if tr is None:
+            tr = self._tracks[tid] = _Track(tid, np.zeros_like(vote), first_seen=frame.timestamp)
+            tr.seen_before_line = x < line
+        prev_x, prev_t, prev_k = tr.x, tr.t, tr.ticks
+        first = tr.observations == 0
+        tr.votes += vote
+        tr.observations += 1
+        tr.x, tr.y, tr.t, tr.ticks, tr.last_frame = x, y, frame.timestamp, frame.ticks, frame.index
+        tr.box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        if tr.decided or x < line:
+            return None
+        if tr.cross is None:
+            tr.cross = self._crossing_time(tr, first, prev_x, prev_t, prev_k, frame, line, belt)
+        if tr.observations < self._cfg.min_track_frames:
+            return None  # wait for a few more looks; the ejector is far enough downstream
+        return _Crossing(tr, tr.cross[0], tr.cross[1], frame)
+
+    @staticmethod
+    def _crossing_time(tr: _Track, first: bool, prev_x: float, prev_t: float, prev_k: int | None,
+                       frame: Frame, line: float, belt: BeltSpeed) -> tuple[float, int | None]:
+        if not first and prev_x < line:  # crossed between the previous observation and this one
+            f = (line - prev_x) / max(tr.x - prev_x, 1e-6)
+            t = prev_t + f * (frame.timestamp - prev_t)
+            k = None if frame.ticks is None or prev_k is None else round(prev_k + f * (frame.ticks - prev_k))
+            return t, k
+        # first seen past the line (detected late): estimate when it crossed from the belt speed
+        dt = (tr.x - line) / belt.px_per_s
+        k = None if frame.ticks is None else round(frame.ticks - dt * belt.ticks_per_s)
+        return frame.timestamp - dt, k
+
+    def _expire_lost(self, frame: Frame, line: float, belt: BeltSpeed) -> list[_Crossing]:
+        """Tracks not seen for a while: decide those predicted to have crossed, forget the rest."""
+        out: list[_Crossing] = []
+        for tid, tr in list(self._tracks.items()):
+            if tr.last_frame == frame.index:
+                continue
+            gap = frame.timestamp - tr.t
+            if tr.decided:
+                if gap > self._history_s:
+                    del self._tracks[tid]
+                continue
+            if tr.cross is not None:  # crossed, then lost before it had enough looks
+                out.append(_Crossing(tr, tr.cross[0], tr.cross[1], None))
+                continue
+            t_cross = tr.t + (line - tr.x) / belt.px_per_s
+            if t_cross + self._cfg.lost_grace_s <= frame.timestamp and tr.observations > 0:
+                dt = t_cross - tr.t
+                k = None if tr.ticks is None else round(tr.ticks + dt * belt.ticks_per_s)
+                out.append(_Crossing(tr, t_cross, k, None, {"lost": "1"}))
+            elif gap > self._history_s:
+                del self._tracks[tid]
+        return out
+
+    # --- the decision --------------------------------------------------------------------------------
+    def _decide(self, c: _Crossing, frame: Frame, line: float, speed: float) -> Decision | None:
+        tr = c.track
+        tr.decided = True
+        now = frame.timestamp
+        while self._recent and now - self._recent[0].crossed_at > self._history_s:
+            self._recent.popleft()
+        for d in self._recent:
+            if abs(d.crossed_at - c.t) * speed < self._cfg.duplicate_gate_px and \
+                    abs(d.y - tr.y) < self._cfg.duplicate_gate_px:
+                self.merged += 1
+                log.debug("track %d merged into an item already decided (fragmented track)", tr.track_id)
+                return None
+        self._recent.append(_Decided(c.t, tr.y))
+        cls, stream, hazard, share, reason, detail = self._classify(tr)
+        crop = _crop(c.frame, tr.box, self._cfg.crop_padding) if c.frame is not None else None
+        if "lost" in c.extras:
+            detail = (detail + "; " if detail else "") + "decided from prediction: track lost before the line"
+        return Decision(
+            item_id=new_id(), station_id=self._station, track_id=tr.track_id, frame_index=frame.index,
+            crossed_at=c.t, crossed_ticks=c.ticks, class_name=cls, stream=stream, hazard=hazard,
+            confidence=share, votes={self._tax.names[i]: round(float(v), 4) for i, v in enumerate(tr.votes) if v > 0},
+            observations=tr.observations, reason=reason, box=tr.box, model_version=self.model_version,
+            detail=detail, crop=crop,
+        )
+
+    def _classify(self, tr: _Track) -> tuple[str | None, Stream, str | None, float, Reason, str]:
+        total = float(tr.votes.sum())
+        if total <= 0:
+            return None, Stream.MANUAL, None, 0.0, Reason.LOW_CONFIDENCE, "no class votes"
+        win = int(np.argmax(tr.votes))
+        name = self._tax.names[win]
+        share = float(tr.votes[win] / total)
+        hazard = self._tax.hazard_of(name)
+        battery_share = float(tr.votes[self._hazard_mask].sum() / total)
+        if hazard is None and battery_share >= self._cfg.hazard_doubt:
+            return name, Stream.MANUAL, "battery", share, Reason.HAZARD_DOUBT, \
+                f"battery vote share {battery_share:.2f} ≥ {self._cfg.hazard_doubt}"
+        if tr.observations < self._cfg.min_track_frames:
+            return name, Stream.MANUAL, hazard, share, Reason.SHORT_TRACK, \
+                f"{tr.observations} observations < {self._cfg.min_track_frames}"
+        if share < self._cfg.min_confidence:
+            return name, Stream.MANUAL, hazard, share, Reason.LOW_CONFIDENCE, \
+                f"vote share {share:.2f} < {self._cfg.min_confidence}"
+        return name, self._tax.stream_of(name), hazard, share, Reason.OK, ""
+
+    def open_tracks(self) -> int:
+        return sum(1 for t in self._tracks.values() if not t.decided)
+
+
+def _crop(frame: Frame | None, box: tuple[float, float, float, float], pad: float) -> npt.NDArray[np.uint8] | None:
+    if frame is None:
+        return None
+    x1, y1, x2, y2 = box
+    px, py = (x2 - x1) * pad, (y2 - y1) * pad
+    h, w = frame.image.shape[:2]
+    a, b = max(int(x1 - px), 0), max(int(y1 - py), 0)
+    c, d = min(int(x2 + px), w), min(int(y2 + py), h)
+    if c <= a or d <= b:
+        return None
+    return np.ascontiguousarray(frame.image[b:d, a:c])

@@ -1,0 +1,287 @@
+"""The station: capture → detect → track → decide → route → record → actuate, as supervised workers.
+
+Three workers joined by bounded queues: ``capture`` reads the source, ``infer`` detects, tracks and
+decides, ``act`` makes each decision durable and then hands its command to the actuator. A watchdog
+restarts dead workers and alarms; a fault anywhere routes to the fail-safe (manual) bin.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from station.config import StationConfig
+from station.decide import DecisionLine
+from station.events import Actuation, ActuationStatus, Alarm, Decision, Severity
+from station.frames import Frame
+from station.route import BeltSpeed, Router
+from station.taxonomy import Taxonomy
+from station.track import Tracker
+from station.workers import Closed, DropOldestQueue, Supervisor, Worker
+
+if TYPE_CHECKING:
+    from station.actuate import Actuator
+    from station.capture import Source
+    from station.detect import Detector
+    from station.live import LiveView
+    from station.metrics import StationMetrics
+    from station.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Routed:
+    decision: Decision
+    actuation: Actuation
+    frame_captured: float
+
+
+@dataclass
+class RunStats:
+    """Counters of one run, for the scorecard, the benchmark and /health."""
+
+    frames: int = 0
+    decisions: int = 0
+    started: float = field(default_factory=time.monotonic)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    fps: float = 0.0
+    source_ok: bool = True
+    last_error: str = ""
+
+
+class Station:
+    """Owns the workers; ``start()``, ``wait()``/``stop()``. Thread-safe ``snapshot()`` for the API."""
+
+    def __init__(self, cfg: StationConfig, taxonomy: Taxonomy, *, source: Source, detector: Detector,
+                 actuator: Actuator, store: Store, metrics: StationMetrics, live: LiveView | None = None,
+                 keep_results: bool = False) -> None:
+        self.cfg, self.taxonomy = cfg, taxonomy
+        self.source, self.actuator, self.store = source, actuator, store
+        self.metrics, self.live = metrics, live
+        self._detector = detector
+        self._pending_model: Detector | None = None
+        self._model_lock = threading.Lock()
+        self.belt = BeltSpeed(cfg.routing)
+        self.router = Router(cfg.routing, self.belt)
+        self.line = DecisionLine(cfg.decision, taxonomy, station_id=cfg.station_id)
+        self.line.set_model(detector.names, detector.version)
+        self.tracker = Tracker(cfg.tracker, fps=cfg.source.fps if cfg.source.kind != "simulator" else cfg.simulator.fps)
+        self.frames: DropOldestQueue[Frame] = DropOldestQueue(cfg.pipeline.queue_size)
+        self.routed: DropOldestQueue[_Routed] = DropOldestQueue(10_000)
+        self.stats = RunStats()
+        self.keep_results = keep_results
+        self.decisions: list[Decision] = []
+        self.actuations: list[Actuation] = []
+        self.failsafe_reasons: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._source_done = threading.Event()
+        self._block_capture = not cfg.source.realtime
+        self.workers = [Worker("capture", self._capture), Worker("infer", self._infer), Worker("act", self._act)]
+        self.supervisor = Supervisor(self.workers, limit_per_min=cfg.pipeline.worker_restart_limit,
+                                     stuck_after_s=cfg.pipeline.heartbeat_timeout_s, on_event=self._worker_event)
+        self._watchdog = threading.Thread(target=self._watch, name="sortloop-watchdog", daemon=True)
+        self.last_frame: Frame | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.metrics.set_model(self._detector.version)
+        self._resend_after_restart()
+        for w in self.workers:
+            w.start()
+        self._watchdog.start()
+        log.info("station %s running: source %s, model %s", self.cfg.station_id, self.source.name,
+                 self._detector.version)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.close()
+        self.frames.close()
+        for w in self.workers:
+            w.join(5)
+        self.routed.close()
+
+    def wait(self, duration: float | None = None) -> None:
+        """Block until the source ends and all work drained, or ``duration`` seconds passed."""
+        end = None if duration is None else time.monotonic() + duration
+        while not self._stop.is_set():
+            if end is not None and time.monotonic() >= end:
+                break
+            if self._source_done.is_set() and all(w.finished or not w.alive for w in self.workers):
+                break
+            time.sleep(0.05)
+        self.stop()
+
+    def swap_model(self, detector: Detector) -> None:
+        """Hand a validated model to the inference worker; it swaps between two frames."""
+        with self._model_lock:
+            self._pending_model = detector
+
+    @property
+    def model_version(self) -> str:
+        return self._detector.version
+
+    # --- workers ---------------------------------------------------------------------------------------
+    def _capture(self, w: Worker) -> None:
+        for frame in self.source:
+            w.beat()
+            if self._stop.is_set():
+                return
+            self.frames.put(frame, block=self._block_capture)
+            self.metrics.frames_dropped(self.frames.dropped)
+        self._source_done.set()
+        self.frames.close()
+
+    def _infer(self, w: Worker) -> None:
+        while not self._stop.is_set():
+            w.beat()
+            try:
+                frame = self.frames.get(timeout=0.2)
+            except Closed:
+                self.routed.close()
+                return
+            if frame is None:
+                continue
+            self._maybe_swap()
+            self._process(frame)
+
+    def _process(self, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        dets = self._detector(frame.image)
+        self.metrics.observe_inference(time.perf_counter() - t0)
+        self.belt.update(frame)
+        tracked = self.tracker.update(dets, timestamp=frame.timestamp)
+        decisions = self.line.update(frame, tracked, self.belt)
+        for d in decisions:
+            a = self.router.route(d, now_source=frame.timestamp)
+            self.routed.put(_Routed(d, a, frame.captured), block=True)
+        self.stats.frames += 1
+        self.last_frame = frame
+        self.metrics.frame()
+        if self.live is not None:
+            self.live.publish(frame, tracked, self._detector.names, decisions, self.cfg.decision.line_x)
+
+    def _maybe_swap(self) -> None:
+        with self._model_lock:
+            new, self._pending_model = self._pending_model, None
+        if new is None:
+            return
+        old = self._detector.version
+        self._detector = new
+        self.line.set_model(new.names, new.version)
+        self.metrics.set_model(new.version)
+        self.store.record_model(new.version, str(new.path), dict(new.metadata))
+        self._alarm("model.swapped", f"model {old} → {new.version}", Severity.INFO)
+
+    def _act(self, w: Worker) -> None:
+        while True:
+            w.beat()
+            try:
+                r = self.routed.get(timeout=0.2)
+            except Closed:
+                return
+            if r is None:
+                if self._stop.is_set():
+                    return
+                continue
+            self._commit_and_fire(r)
+
+    def _commit_and_fire(self, r: _Routed) -> None:
+        d, a = r.decision, r.actuation
+        self.store.record(d, a)  # durable before the actuator hears of it
+        self.store.mark_actuation(a.actuation_id, ActuationStatus.SENDING)
+        status, detail = ActuationStatus.SENT, ""
+        try:
+            self.actuator.fire(a)
+            self._clear_failsafe("actuator")
+        except Exception as exc:  # any actuator fault: keep the record, alarm, route to the fail-safe
+            status, detail = ActuationStatus.FAILED, str(exc)
+            self._enter_failsafe("actuator", f"actuator failed for item {d.item_id}: {exc}")
+        self.store.mark_actuation(a.actuation_id, status, detail)
+        latency = (time.monotonic() - r.frame_captured) * 1000
+        self.stats.latencies_ms.append(latency)
+        self.stats.decisions += 1
+        self.metrics.decision(d, status.value, latency / 1000)
+        if d.hazard is not None:
+            sev = Severity.CRITICAL if d.hazard == "battery" else Severity.WARNING
+            self._alarm(f"hazard.{d.hazard}", f"{d.hazard} hazard: {d.class_name or 'unknown'} → bin {a.bin}",
+                        sev, d.item_id)
+        if self.keep_results:
+            self.decisions.append(d)
+            self.actuations.append(a)
+
+    def _resend_after_restart(self) -> None:
+        result = self.store.reconcile(time.time())
+        if result.missed or result.in_doubt:
+            self._alarm("store.reconciled", f"after restart: {result.missed} actuation(s) past their ejector time "
+                        f"marked missed, {result.in_doubt} in doubt not re-sent", Severity.WARNING)
+        for a in result.resend:
+            try:
+                self.store.mark_actuation(a.actuation_id, ActuationStatus.SENDING)
+                self.actuator.fire(a)
+                self.store.mark_actuation(a.actuation_id, ActuationStatus.SENT, "re-sent after restart")
+            except Exception as exc:  # the peer may still be away: leave it failed, alarm
+                self.store.mark_actuation(a.actuation_id, ActuationStatus.FAILED, str(exc))
+                self._enter_failsafe("actuator", f"re-send after restart failed: {exc}")
+
+    # --- supervision, alarms, fail-safe ------------------------------------------------------------------
+    def _watch(self) -> None:
+        last_frames, last_t = 0, time.monotonic()
+        while not self._stop.wait(0.5):
+            self.supervisor.check()
+            now = time.monotonic()
+            self.stats.fps = (self.stats.frames - last_frames) / (now - last_t)
+            last_frames, last_t = self.stats.frames, now
+            self.metrics.set_fps(self.stats.fps)
+            self.metrics.set_queue("frames", len(self.frames))
+
+    def _worker_event(self, kind: str, w: Worker, detail: str) -> None:
+        self.metrics.worker_restarted(w.name) if kind == "restarted" else None
+        if kind == "recovered":
+            self._clear_failsafe(f"worker.{w.name}")
+            self._alarm(f"worker.{kind}", f"worker {w.name}: {detail}", Severity.INFO)
+            return
+        self._enter_failsafe(f"worker.{w.name}", f"worker {w.name} {kind}: {detail}")
+        if kind == "restarted":
+            self._clear_failsafe(f"worker.{w.name}")
+
+    def source_status(self, ok: bool, detail: str) -> None:
+        """Called by live sources when they lose or regain the stream."""
+        self.stats.source_ok = ok
+        if ok:
+            self._clear_failsafe("source")
+            self._alarm("source.restored", detail, Severity.INFO)
+        else:
+            self._enter_failsafe("source", detail)
+
+    def _enter_failsafe(self, key: str, detail: str) -> None:
+        """Route to manual: items without a command ride to the end of the belt (the manual bin)."""
+        first = key not in self.failsafe_reasons
+        self.failsafe_reasons[key] = detail
+        self.stats.last_error = detail
+        if first:
+            self._alarm(f"failsafe.{key}", f"{detail} — routing to manual inspection", Severity.CRITICAL)
+            try:
+                self.actuator.set_failsafe(True, detail)
+            except Exception as exc:  # the actuator may be the fault itself
+                log.warning("could not signal fail-safe to the actuator: %s", exc)
+
+    def _clear_failsafe(self, key: str) -> None:
+        if self.failsafe_reasons.pop(key, None) is not None and not self.failsafe_reasons:
+            try:
+                self.actuator.set_failsafe(False, "recovered")
+            except Exception as exc:  # stays in fail-safe on the PLC side; harmless
+                log.warning("could not clear fail-safe on the actuator: %s", exc)
+
+    def _alarm(self, kind: str, message: str, severity: Severity, item_id: str | None = None) -> None:
+        alarm = Alarm(kind=kind, message=message, severity=severity, item_id=item_id)
+        (log.warning if severity is not Severity.INFO else log.info)("alarm %s: %s", kind, message)
+        self.metrics.alarm(kind)
+        try:
+            self.store.add_alarm(alarm)
+        except Exception:  # an alarm must never take the station down
+            log.exception("could not store alarm %s", kind)

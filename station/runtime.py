@@ -1,0 +1,150 @@
+"""Wiring: build a Station from its config, watch the model registry, serve the app, score a sim run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from station.config import StationConfig
+from station.pipeline import Station
+from station.taxonomy import Taxonomy, load_taxonomy
+
+if TYPE_CHECKING:
+    from station.detect import Detector
+    from station.simulator import Scorecard
+
+log = logging.getLogger(__name__)
+
+
+def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = None) -> Detector:
+    from station.detect import Detector
+
+    m = cfg.model
+    return Detector(path or cfg.resolve(m.path), confidence=m.confidence, iou=m.iou, threads=m.threads,
+                    providers=m.providers, taxonomy=taxonomy)
+
+
+def promoted_model(registry: Path) -> tuple[str, Path] | None:
+    """(version, onnx path) of the registry's promoted model, or None when nothing is promoted."""
+    pointer = registry / "current.json"
+    if not pointer.is_file():
+        return None
+    data = json.loads(pointer.read_text())
+    version = str(data["version"])
+    path = Path(data.get("path") or registry / version / "model.onnx")
+    return version, path if path.is_absolute() else registry / path
+
+
+class ModelWatcher:
+    """Polls the registry's pointer file; loads a newly promoted model and hands it to the station.
+
+    A model that fails to load is refused with an alarm; the station keeps its last good model.
+    """
+
+    def __init__(self, station: Station, registry: Path, interval_s: float = 1.0) -> None:
+        self._station, self._registry, self._interval = station, registry, interval_s
+        self._seen: float | None = self._mtime()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sortloop-model-watcher", daemon=True)
+
+    def _mtime(self) -> float | None:
+        p = self._registry / "current.json"
+        return p.stat().st_mtime if p.is_file() else None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.poll()
+
+    def poll(self) -> bool:
+        """Check once; True when a new model was handed over."""
+        mtime = self._mtime()
+        if mtime is None or mtime == self._seen:
+            return False
+        self._seen = mtime
+        from station.detect import ModelError
+        from station.events import Severity
+
+        try:
+            found = promoted_model(self._registry)
+            if found is None or found[0] == self._station.model_version:
+                return False
+            det = load_detector(self._station.cfg, self._station.taxonomy, found[1])
+        except (ModelError, OSError, ValueError, KeyError) as exc:
+            self._station._alarm("model.rejected", f"promoted model not loaded, keeping "
+                                 f"{self._station.model_version}: {exc}", Severity.CRITICAL)
+            return False
+        self._station.swap_model(det)
+        return True
+
+
+@dataclass
+class Built:
+    station: Station
+    watcher: ModelWatcher | None
+    source_is_sim: bool
+
+
+def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
+    """Open every part named by the config; errors name the part and the fix."""
+    from station.actuate import make_actuator
+    from station.capture import open_source
+    from station.live import LiveView
+    from station.metrics import StationMetrics
+    from station.store import Store
+
+    taxonomy = load_taxonomy(cfg.resolve(cfg.taxonomy))
+    registry = cfg.resolve(cfg.model.registry)
+    promoted = promoted_model(registry) if cfg.model.watch_registry else None
+    detector = load_detector(cfg, taxonomy, promoted[1] if promoted else None)
+    store = Store.open(str(_sqlite_abs(cfg)), cfg.resolve(cfg.store.evidence_dir))
+    store.record_model(detector.version, str(detector.path), dict(detector.metadata))
+    holder: list[Station] = []
+    source = open_source(cfg, taxonomy, on_status=lambda ok, d: holder[0].source_status(ok, d) if holder else None)
+    station = Station(cfg, taxonomy, source=source, detector=detector, actuator=make_actuator(cfg.actuator),
+                      store=store, metrics=StationMetrics(), live=LiveView(), keep_results=keep_results)
+    holder.append(station)
+    watcher = ModelWatcher(station, registry) if cfg.model.watch_registry else None
+    return Built(station, watcher, cfg.source.kind == "simulator")
+
+
+def _sqlite_abs(cfg: StationConfig) -> str:
+    """Relative SQLite paths are taken from the repository root, like every other config path."""
+    url = cfg.store.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(cfg.resolve(url[len(prefix):]))
+    return url
+
+
+def scorecard(built: Built, end: float) -> Scorecard:
+    """Score a simulator run's decisions and actuations against its ground truth."""
+    from station.capture import SimulatorSource
+    from station.simulator import score
+
+    st = built.station
+    assert isinstance(st.source, SimulatorSource)
+    warmup = st.cfg.decision.line_x * st.cfg.simulator.width / st.belt.px_per_s
+    bins = {name: b.distance_m for name, b in st.cfg.routing.bins.items()}
+    return score(st.source.sim.truth, st.decisions, st.actuations, start=warmup, end=end - 0.5,
+                 bin_distances=bins)
+
+
+def wait_for_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot bind {host}:{port} ({exc.strerror}); stop the other process or pass --port") from exc

@@ -1,0 +1,1 @@
+"""sortloop operator console (Gradio, mounted at /ui of the station's app)."""
