@@ -1,0 +1,137 @@
+"""The decision line: one decision per physical item, with the taxonomy's stream and hazard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from station.config import DecisionConfig, RoutingConfig
+from station.decide import DecisionLine
+from station.detections import Detections
+from station.events import Reason
+from station.frames import Frame
+from station.route import BeltSpeed, Router
+from station.taxonomy import Stream, load_taxonomy
+
+TAX = load_taxonomy()
+W, H, FPS, SPEED = 1280, 720, 30.0, 500.0  # px/s → 16.7 px per frame
+IMG = np.zeros((H, W, 3), np.uint8)
+
+
+def belt() -> BeltSpeed:
+    return BeltSpeed(RoutingConfig(belt_speed_source="config", belt_speed_mps=0.5, px_per_m=1000.0))
+
+
+def scores(**shares: float) -> np.ndarray:
+    row = np.zeros(len(TAX.names), np.float32)
+    for name, v in shares.items():
+        row[TAX.index(name)] = v
+    return row
+
+
+def run(tracks: list[dict], frames: int = 120, cfg: DecisionConfig | None = None):
+    """Each track: id (or ids by frame), x0 at frame 0, y, first/last frame, class scores."""
+    line = DecisionLine(cfg or DecisionConfig(), TAX, station_id="t")
+    line.set_model(TAX.names, "test")
+    b, out = belt(), []
+    for k in range(frames):
+        t = k / FPS
+        boxes, confs, cls, ids, sc = [], [], [], [], []
+        for tr in tracks:
+            if not tr.get("first", 0) <= k <= tr.get("last", 10**9):
+                continue
+            x = tr["x0"] + SPEED * t
+            boxes.append([x - 40, tr["y"] - 30, x + 40, tr["y"] + 30])
+            row = tr["scores"]
+            confs.append(row.max())
+            cls.append(int(row.argmax()))
+            ids.append(tr["id"](k) if callable(tr["id"]) else tr["id"])
+            sc.append(row)
+        if boxes:
+            dets = Detections(np.array(boxes), np.array(confs), np.array(cls), np.array(ids), np.array(sc))
+        else:
+            dets = Detections.empty(len(TAX.names))
+            dets.tracker_id = np.zeros(0, np.int64)
+        out += line.update(Frame(IMG, k, t, ticks=round(t * 1000)), dets, b)
+    return out, line
+
+
+def test_one_item_one_decision_with_interpolated_crossing() -> None:
+    decisions, _ = run([{"id": 1, "x0": 0.0, "y": 300, "scores": scores(can=0.9)}])
+    assert len(decisions) == 1
+    d = decisions[0]
+    assert d.class_name == "can" and d.stream is Stream.METAL and d.hazard is None and d.reason is Reason.OK
+    assert d.crossed_at == pytest.approx(640 / SPEED, abs=1e-3)  # centre reaches x=640 at 1.28 s
+    assert d.crop is not None and d.crop.shape[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("row", "stream", "hazard", "reason"),
+    [
+        (scores(battery=0.8), Stream.ELECTRONICS, "battery", Reason.OK),
+        (scores(phone=0.7), Stream.ELECTRONICS, "battery", Reason.OK),
+        (scores(textile=0.9), Stream.TEXTILE, None, Reason.OK),
+        (scores(plastic=0.5, battery=0.3), Stream.MANUAL, "battery", Reason.HAZARD_DOUBT),
+        (scores(plastic=0.3, glass=0.3, paper=0.3), Stream.MANUAL, None, Reason.LOW_CONFIDENCE),
+        (scores(medical=0.8), Stream.RESIDUAL, "biohazard", Reason.OK),
+    ],
+)
+def test_vote_to_stream_and_hazard(row, stream, hazard, reason) -> None:
+    decisions, _ = run([{"id": 1, "x0": 0.0, "y": 300, "scores": row}])
+    assert len(decisions) == 1
+    assert (decisions[0].stream, decisions[0].hazard, decisions[0].reason) == (stream, hazard, reason)
+
+
+def test_fragmented_track_gives_one_decision() -> None:
+    # the tracker loses the item just before the line and gives it a new id after
+    tracks = [
+        {"id": 1, "x0": 0.0, "y": 300, "last": 35, "scores": scores(can=0.9)},
+        {"id": 2, "x0": 0.0, "y": 300, "first": 38, "scores": scores(can=0.9)},
+    ]
+    decisions, line = run(tracks)
+    assert len(decisions) == 1
+    assert line.merged == 1
+
+
+def test_two_items_side_by_side_give_two_decisions() -> None:
+    tracks = [
+        {"id": 1, "x0": 0.0, "y": 200, "scores": scores(can=0.9)},
+        {"id": 2, "x0": 0.0, "y": 400, "scores": scores(plastic=0.9)},
+    ]
+    decisions, _ = run(tracks)
+    assert sorted(d.class_name for d in decisions) == ["can", "plastic"]
+
+
+def test_item_lost_before_line_is_still_decided() -> None:
+    decisions, _ = run([{"id": 7, "x0": 0.0, "y": 300, "last": 30, "scores": scores(pcb=0.9)}])
+    assert len(decisions) == 1
+    assert decisions[0].crossed_at == pytest.approx(1.28, abs=0.05)
+    assert "predict" in decisions[0].detail
+
+
+def test_item_first_seen_past_line_is_decided_once() -> None:
+    decisions, _ = run([{"id": 3, "x0": 0.0, "y": 300, "first": 45, "scores": scores(cable=0.9)}])
+    assert len(decisions) == 1
+    assert decisions[0].crossed_at == pytest.approx(1.28, abs=0.01)
+
+
+def test_short_track_goes_to_manual() -> None:
+    cfg = DecisionConfig(min_track_frames=10)
+    decisions, _ = run([{"id": 3, "x0": 0.0, "y": 300, "first": 36, "last": 40, "scores": scores(can=0.9)}], cfg=cfg)
+    assert len(decisions) == 1
+    assert decisions[0].reason is Reason.SHORT_TRACK and decisions[0].stream is Stream.MANUAL
+
+
+@pytest.mark.parametrize(
+    ("row", "bin_name"),
+    [(scores(battery=0.9), "hazard"), (scores(can=0.9), "metal"), (scores(plastic=0.5, battery=0.3), "manual"),
+     (scores(textile=0.9), "textile"), (scores(glass=0.9), "residual")],
+)
+def test_router_bins_and_fire_time(row, bin_name) -> None:
+    decisions, _ = run([{"id": 1, "x0": 0.0, "y": 300, "scores": row}])
+    cfg = RoutingConfig(belt_speed_source="config", belt_speed_mps=0.5)
+    a = Router(cfg, belt()).route(decisions[0])
+    assert a.bin == bin_name
+    dist = cfg.bins[bin_name].distance_m
+    assert a.fire_at == pytest.approx(decisions[0].crossed_at + dist / 0.5)
+    assert a.fire_at_ticks == decisions[0].crossed_ticks + round(dist * cfg.ticks_per_m)
