@@ -69,6 +69,10 @@ class ModelConfig(_Model):
     confidence: float = Field(0.25, ge=0, le=1, description="Detection score threshold.")
     iou: float = Field(0.5, gt=0, le=1, description="NMS IoU threshold (models that need NMS).")
     threads: int = Field(0, ge=0, description="Intra-op threads for onnxruntime (0 = library default).")
+    class_map: dict[str, str] = Field(default_factory=dict, description="Map model class names onto taxonomy "
+                                      "classes, for a model trained on another label set (e.g. COCO 'cell phone': "
+                                      "phone). When set, model classes neither in the taxonomy nor mapped are "
+                                      "ignored.")
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "OpenVINOExecutionProvider",
                                                           "CPUExecutionProvider"],
                                  description="onnxruntime providers in order of preference; absent ones "

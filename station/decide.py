@@ -70,13 +70,11 @@ class DecisionLine:
         self._history_s = history_s
         self._hazard_mask = np.array([taxonomy.hazard_of(n) == "battery" for n in taxonomy.names])
         self._any_hazard = np.array([taxonomy.hazard_of(n) is not None for n in taxonomy.names])
-        self._map = np.zeros(0, np.int64)
         self.model_version = ""
         self.merged = 0
 
-    def set_model(self, names: list[str], version: str) -> None:
-        """Map the model's class ids onto taxonomy classes (the model may carry a subset)."""
-        self._map = np.array([self._tax.index(n) for n in names], np.int64)
+    def set_model(self, version: str) -> None:
+        """The model version stamped on decisions from now on (detections come in taxonomy class ids)."""
         self.model_version = version
 
     # --- per frame -----------------------------------------------------------------------------------
@@ -101,10 +99,10 @@ class DecisionLine:
         out = np.zeros((len(dets), n_tax), np.float64)
         if len(dets) == 0:
             return out
-        if dets.class_scores is not None and dets.class_scores.shape[1] == len(self._map):
-            np.add.at(out.T, self._map, dets.class_scores.T.astype(np.float64))
+        if dets.class_scores is not None and dets.class_scores.shape[1] == n_tax:
+            out[:] = dets.class_scores
         else:
-            out[np.arange(len(dets)), self._map[dets.class_id]] = dets.confidence
+            out[np.arange(len(dets)), dets.class_id] = dets.confidence
         return out
 
     def _observe(self, tid: int, frame: Frame, box: npt.NDArray[np.float32], centre: npt.NDArray[np.float32],

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from station.classes import ClassMapper
 from station.config import StationConfig
 from station.decide import DecisionLine
 from station.events import Actuation, ActuationStatus, Alarm, Decision, Severity
@@ -69,7 +70,8 @@ class Station:
         self.belt = BeltSpeed(cfg.routing)
         self.router = Router(cfg.routing, self.belt)
         self.line = DecisionLine(cfg.decision, taxonomy, station_id=cfg.station_id)
-        self.line.set_model(detector.names, detector.version)
+        self.classes = ClassMapper(detector.names, taxonomy, cfg.model.class_map)
+        self.line.set_model(detector.version)
         self.tracker = Tracker(cfg.tracker, fps=cfg.source.fps if cfg.source.kind != "simulator" else cfg.simulator.fps)
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(cfg.pipeline.queue_size)
         self.routed: DropOldestQueue[_Routed] = DropOldestQueue(10_000)
@@ -151,7 +153,7 @@ class Station:
 
     def _process(self, frame: Frame) -> None:
         t0 = time.perf_counter()
-        dets = self._detector(frame.image)
+        dets = self.classes(self._detector(frame.image))
         self.metrics.observe_inference(time.perf_counter() - t0)
         self.belt.update(frame)
         tracked = self.tracker.update(dets, timestamp=frame.timestamp)
@@ -163,7 +165,7 @@ class Station:
         self.last_frame = frame
         self.metrics.frame()
         if self.live is not None:
-            self.live.publish(frame, tracked, self._detector.names, decisions, self.cfg.decision.line_x)
+            self.live.publish(frame, tracked, self.taxonomy.names, decisions, self.cfg.decision.line_x)
 
     def _maybe_swap(self) -> None:
         with self._model_lock:
@@ -171,8 +173,9 @@ class Station:
         if new is None:
             return
         old = self._detector.version
+        self.classes = ClassMapper(new.names, self.taxonomy, self.cfg.model.class_map)
         self._detector = new
-        self.line.set_model(new.names, new.version)
+        self.line.set_model(new.version)
         self.metrics.set_model(new.version)
         self.store.record_model(new.version, str(new.path), dict(new.metadata))
         self._alarm("model.swapped", f"model {old} → {new.version}", Severity.INFO)

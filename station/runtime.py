@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from station.classes import ClassMapper
 from station.config import StationConfig
 from station.pipeline import Station
 from station.taxonomy import Taxonomy, load_taxonomy
@@ -24,8 +25,10 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
     from station.detect import Detector
 
     m = cfg.model
-    return Detector(path or cfg.resolve(m.path), confidence=m.confidence, iou=m.iou, threads=m.threads,
-                    providers=m.providers, taxonomy=taxonomy)
+    det = Detector(path or cfg.resolve(m.path), confidence=m.confidence, iou=m.iou, threads=m.threads,
+                   providers=m.providers, taxonomy=None if m.class_map else taxonomy)
+    ClassMapper(det.names, taxonomy, m.class_map)  # refuses a model whose classes cannot be placed
+    return det
 
 
 def promoted_model(registry: Path) -> tuple[str, Path] | None:

@@ -32,7 +32,7 @@ def scores(**shares: float) -> np.ndarray:
 def run(tracks: list[dict], frames: int = 120, cfg: DecisionConfig | None = None):
     """Each track: id (or ids by frame), x0 at frame 0, y, first/last frame, class scores."""
     line = DecisionLine(cfg or DecisionConfig(), TAX, station_id="t")
-    line.set_model(TAX.names, "test")
+    line.set_model("test")
     b, out = belt(), []
     for k in range(frames):
         t = k / FPS
@@ -135,3 +135,21 @@ def test_router_bins_and_fire_time(row, bin_name) -> None:
     dist = cfg.bins[bin_name].distance_m
     assert a.fire_at == pytest.approx(decisions[0].crossed_at + dist / 0.5)
     assert a.fire_at_ticks == decisions[0].crossed_ticks + round(dist * cfg.ticks_per_m)
+
+
+def test_class_map_places_foreign_model_classes() -> None:
+    from station.classes import ClassMapError, ClassMapper
+
+    names = ["person", "cell phone", "bottle"]
+    m = ClassMapper(names, TAX, {"cell phone": "phone", "bottle": "plastic"})
+    dets = Detections(np.array([[0, 0, 10, 10]] * 3), np.array([0.9, 0.8, 0.7]), np.array([0, 1, 2]),
+                      class_scores=np.array([[0.9, 0, 0], [0, 0.8, 0.1], [0, 0, 0.7]]))
+    out = m(dets)
+    assert [TAX.names[i] for i in out.class_id] == ["phone", "plastic"]
+    assert out.class_scores is not None and out.class_scores.shape == (2, len(TAX.names))
+    assert out.class_scores[0, TAX.index("phone")] == pytest.approx(0.8)
+    with pytest.raises(ClassMapError, match="not in the taxonomy"):
+        ClassMapper(names, TAX)
+    with pytest.raises(ClassMapError, match="'nope' is not a taxonomy class"):
+        ClassMapper(names, TAX, {"bottle": "nope"})
+    assert ClassMapper(TAX.names, TAX).identity
