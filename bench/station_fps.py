@@ -1,0 +1,212 @@
+"""Station pipeline fps against Ultralytics' own ``YOLO(...).track(...)`` on the same clip, in one run.
+
+Every frame is processed by each contender (no drops), same input size, same model: its PyTorch
+weights and the same ONNX file through Ultralytics' ONNX backend; the ratio is against the faster of
+the two. Each contender runs in its own process so RSS and threads do not mix.
+
+    .venv/bin/python bench/station_fps.py            # COCO YOLO11n at 320 on a 1280×720 clip
+    .venv/bin/python bench/station_fps.py --variants # also YOLO26n and INT8 exports, reported apart
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "weights"
+sys.path.insert(0, str(ROOT))
+
+COCO_TO_TAXONOMY = {"cell phone": "phone", "laptop": "laptop", "keyboard": "keyboard", "mouse": "mouse",
+                    "tv": "monitor", "remote": "e_device", "bottle": "plastic", "cup": "plastic",
+                    "scissors": "metal", "book": "paper", "handbag": "textile", "tie": "textile",
+                    "backpack": "textile", "wine glass": "glass", "vase": "glass"}
+
+
+def make_clip(path: Path, frames: int, seed: int = 7) -> Path:
+    """A 1280×720 conveyor clip from the simulator (written once, reused)."""
+    import cv2
+
+    from station.config import SimulatorConfig
+    from station.simulator import ConveyorSimulator
+    from station.taxonomy import load_taxonomy
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sim = ConveyorSimulator(SimulatorConfig(seed=seed, items_per_min=60), load_taxonomy())
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1280, 720))
+    for frame in sim:
+        if frame.index >= frames:
+            break
+        vw.write(frame.image)
+    vw.release()
+    return path
+
+
+class RssPeak:
+    def __init__(self) -> None:
+        import psutil
+
+        self._p = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._p.memory_info().rss)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self.peak = max(self.peak, self._p.memory_info().rss)
+        return self.peak / 2**20
+
+
+def run_sortloop(clip: Path, model: Path, imgsz: int, threads: int) -> dict:
+    del imgsz  # the ONNX file fixes the input size
+    from station.config import StationConfig
+    from station.runtime import build_station
+
+    rss = RssPeak()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = StationConfig.model_validate({
+            "source": {"kind": "video", "uri": str(clip), "realtime": False},
+            "model": {"path": str(model), "watch_registry": False, "threads": threads,
+                      "class_map": {} if _native(model) else COCO_TO_TAXONOMY},
+            "store": {"url": f"sqlite:///{tmp}/bench.db", "evidence_dir": f"{tmp}/evidence"},
+        })
+        built = build_station(cfg, keep_results=False)
+        st = built.station
+        t0 = time.perf_counter()
+        st.start()
+        st.wait()
+        dt = time.perf_counter() - t0
+        lat = sorted(st.stats.latencies_ms)
+    return {"fps": st.stats.frames / dt, "frames": st.stats.frames, "seconds": dt, "rss_mb": rss.stop(),
+            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "decisions": st.stats.decisions,
+            "dropped": st.frames.dropped}
+
+
+def _native(model: Path) -> bool:
+    from station.detect import Detector
+    from station.taxonomy import load_taxonomy
+
+    names = Detector(model).names
+    return all(n in load_taxonomy() for n in names)
+
+
+def run_ultralytics(clip: Path, model: Path, imgsz: int, threads: int) -> dict:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from ultralytics import YOLO
+
+    rss = RssPeak()
+    yolo = YOLO(str(model), task="detect")
+    n = 0
+    t0 = time.perf_counter()
+    for _ in yolo.track(source=str(clip), imgsz=imgsz, stream=True, verbose=False, tracker="bytetrack.yaml",
+                        device="cpu", persist=True):
+        n += 1
+    dt = time.perf_counter() - t0
+    return {"fps": n / dt, "frames": n, "seconds": dt, "rss_mb": rss.stop()}
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    k = min(len(values) - 1, round(q / 100 * (len(values) - 1)))
+    return round(values[k], 2)
+
+
+def contender(kind: str, clip: Path, model: Path, imgsz: int, threads: int) -> dict:
+    """Run one contender in a fresh process; its JSON result."""
+    cmd = [sys.executable, __file__, "--worker", kind, "--clip", str(clip), "--model", str(model),
+           "--imgsz", str(imgsz), "--threads", str(threads)]
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(ROOT / "var" / "ultralytics")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} on {model.name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def export_variants(imgsz: int, out: Path) -> list[tuple[str, Path]]:
+    """Extra models the station may legitimately choose: YOLO26n (NMS-free) and INT8, at the same size."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from ultralytics import YOLO
+
+    out.mkdir(parents=True, exist_ok=True)
+    variants = []
+    for stem in ("yolo11n-coco", "yolo26n-coco"):
+        fp32 = out / f"{stem}-{imgsz}.onnx"
+        if not fp32.exists():
+            exported = YOLO(str(SHARED / f"{stem}.pt")).export(format="onnx", imgsz=imgsz, simplify=True)
+            Path(exported).replace(fp32)
+        int8 = out / f"{stem}-{imgsz}-int8.onnx"
+        if not int8.exists():
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QUInt8)
+        variants += [(f"{stem} fp32", fp32), (f"{stem} int8 (dynamic)", int8)]
+    return variants
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", choices=["sortloop", "ultralytics"])
+    ap.add_argument("--clip", type=Path, default=ROOT / "var" / "bench" / "clip-1280x720.mp4")
+    ap.add_argument("--frames", type=int, default=600, help="clip length when the clip is made")
+    ap.add_argument("--model", type=Path, default=SHARED / "yolo11n-coco-int8-320.onnx")
+    ap.add_argument("--pt", type=Path, default=SHARED / "yolo11n-coco.pt")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--threads", type=int, default=0, help="inference threads (0 = library default)")
+    ap.add_argument("--variants", action="store_true", help="also YOLO26n and INT8 exports, reported apart")
+    a = ap.parse_args()
+    if a.worker == "sortloop":
+        print(json.dumps(run_sortloop(a.clip, a.model, a.imgsz, a.threads)))
+        return
+    if a.worker == "ultralytics":
+        print(json.dumps(run_ultralytics(a.clip, a.model, a.imgsz, a.threads)))
+        return
+    if not a.clip.exists():
+        make_clip(a.clip, a.frames)
+    rows = {
+        "sortloop (onnxruntime)": contender("sortloop", a.clip, a.model, a.imgsz, a.threads),
+        "ultralytics track (PyTorch)": contender("ultralytics", a.clip, a.pt, a.imgsz, a.threads),
+        "ultralytics track (ONNX)": contender("ultralytics", a.clip, a.model, a.imgsz, a.threads),
+    }
+    _print(rows, a)
+    ours, best = rows["sortloop (onnxruntime)"], max(rows["ultralytics track (PyTorch)"]["fps"],
+                                                     rows["ultralytics track (ONNX)"]["fps"])
+    if a.variants:
+        extra = {name: contender("sortloop", a.clip, path, a.imgsz, a.threads)
+                 for name, path in export_variants(a.imgsz, ROOT / "var" / "bench" / "models")}
+        print("\nstation with other models it may choose (not the same-model comparison):")
+        for name, r in extra.items():
+            print(f"  {name:28s} {r['fps']:7.1f} fps  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
+                  f"rss {r['rss_mb']:.0f} MB")
+    print(json.dumps({"sortloop_fps": round(ours["fps"], 2), "ultralytics_fps": round(best, 2),
+                      "ratio": round(ours["fps"] / best, 3), "p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"],
+                      "rss_mb": round(ours["rss_mb"], 1)}))
+
+
+def _print(rows: dict[str, dict], a: argparse.Namespace) -> None:
+    print(f"clip {a.clip.name}, model {a.model.name} / {a.pt.name}, imgsz {a.imgsz}, every frame processed")
+    for name, r in rows.items():
+        extra = f"  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms" if "p50_ms" in r else ""
+        print(f"  {name:30s} {r['fps']:7.1f} fps  ({r['frames']} frames, {r['seconds']:.1f} s)  "
+              f"rss {r['rss_mb']:.0f} MB{extra}")
+    best = max(rows["ultralytics track (PyTorch)"]["fps"], rows["ultralytics track (ONNX)"]["fps"])
+    print(f"  ratio sortloop / faster ultralytics: {rows['sortloop (onnxruntime)']['fps'] / best:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
