@@ -113,10 +113,11 @@ def run(
     host: Annotated[str | None, typer.Option(help="Bind address of the web app.")] = None,
     port: Annotated[int | None, typer.Option(help="Port of the web app.")] = None,
     model: Annotated[Path | None, typer.Option(help="ONNX model instead of the config's.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
 ) -> None:
     """Run the station. With the simulator and --headless --duration, end with a JSON scorecard."""
     cfg = _load(config)
-    cfg = _apply_overrides(cfg, source, fast, host, port, model)
+    cfg = _apply_overrides(cfg, source, fast, host, port, model, frames)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from station.capture import SourceError
     from station.detect import ModelError
@@ -136,7 +137,7 @@ def run(
 
 
 def _apply_overrides(cfg: StationConfig, source: str | None, fast: bool, host: str | None, port: int | None,
-                     model: Path | None) -> StationConfig:
+                     model: Path | None, frames: int | None) -> StationConfig:
     from station.capture import parse_source
 
     data = cfg.model_dump()
@@ -145,6 +146,8 @@ def _apply_overrides(cfg: StationConfig, source: str | None, fast: bool, host: s
         data["source"].update(kind=kind, uri=uri)
     if fast:
         data["source"]["realtime"] = False
+    if frames is not None:
+        data["source"]["max_frames"] = frames
     if host is not None:
         data["api"]["host"] = host
     if port is not None:

@@ -40,6 +40,8 @@ class SourceConfig(_Model):
     loop: bool = Field(False, description="Restart a video file or image folder at its end.")
     realtime: bool = Field(True, description="Pace files and the simulator at their frame rate (False: "
                            "as fast as the pipeline takes them, without dropping frames).")
+    max_frames: int | None = Field(None, ge=1, description="Stop after this many frames (None: run until the "
+                                   "source ends or the station is stopped).")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig,
                                        description="Back-off for lost streams and cameras.")
 

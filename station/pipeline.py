@@ -129,10 +129,13 @@ class Station:
 
     # --- workers ---------------------------------------------------------------------------------------
     def _capture(self, w: Worker) -> None:
+        limit = self.cfg.source.max_frames
         for frame in self.source:
             w.beat()
             if self._stop.is_set():
                 return
+            if limit is not None and frame.index >= limit:
+                break
             self.frames.put(frame, block=self._block_capture)
             self.metrics.frames_dropped(self.frames.dropped)
         self._source_done.set()
