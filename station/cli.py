@@ -93,14 +93,18 @@ def detect(
     cfg = _load(config)
     taxonomy = load_taxonomy(cfg.resolve(cfg.taxonomy))
     try:
-        det = load_detector(cfg, taxonomy, model)
+        # an explicitly named model may carry other classes (e.g. COCO): they are reported with stream null
+        det = load_detector(cfg, taxonomy, model, check_classes=model is None)
     except ModelError as exc:
         raise fail(str(exc)) from None
     for result in detect_paths(paths, det, taxonomy):
         if as_json:
             typer.echo(result.to_json())
+        elif result.error:
+            typer.echo(f"{result.image}: error: {result.error}")
         else:
-            typer.echo(result.summary())
+            found = ", ".join(f"{d.class_name} {d.confidence:.2f}" for d in result.detections) or "nothing"
+            typer.echo(f"{result.image}: {found}")
 
 
 @app.command("run")

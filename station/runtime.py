@@ -21,13 +21,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = None) -> Detector:
-    from station.detect import Detector
+def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = None, *,
+                  check_classes: bool = True) -> Detector:
+    """The configured detector; with ``check_classes`` a model whose classes cannot be placed is refused."""
+    from station.detect import Detector, ModelError
 
     m = cfg.model
     det = Detector(path or cfg.resolve(m.path), confidence=m.confidence, iou=m.iou, threads=m.threads,
-                   providers=m.providers, taxonomy=None if m.class_map else taxonomy)
-    ClassMapper(det.names, taxonomy, m.class_map)  # refuses a model whose classes cannot be placed
+                   providers=m.providers, taxonomy=taxonomy if check_classes and not m.class_map else None)
+    if check_classes:
+        try:
+            ClassMapper(det.names, taxonomy, m.class_map)
+        except ValueError as exc:
+            raise ModelError(f"model file {det.path}: {exc}") from exc
     return det
 
 
