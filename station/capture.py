@@ -11,10 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from station.config import ReconnectConfig, SourceConfig, StationConfig
 from station.frames import Frame
@@ -88,7 +89,7 @@ class VideoFileSource:
                     break
                 got = True
                 pacer.wait()
-                yield Frame(image, index, index / self.fps, None, self.name)
+                yield Frame(_u8(image), index, index / self.fps, None, self.name)
                 index += 1
             cap.release()
             if not (self._loop and got):
@@ -124,7 +125,7 @@ class ImageFolderSource:
                     log.warning("skipping unreadable image %s", path)
                     continue
                 pacer.wait()
-                yield Frame(image, index, index / self.fps, None, self.name)
+                yield Frame(_u8(image), index, index / self.fps, None, self.name)
                 index += 1
             if not self._loop:
                 return
@@ -169,7 +170,7 @@ class LiveSource:
                 if not ok:
                     self._set(False, f"{self.name} lost (no frame); reconnecting")
                     break
-                yield Frame(image, index, time.monotonic() - t0, None, self.name)
+                yield Frame(_u8(image), index, time.monotonic() - t0, None, self.name)
                 index += 1
             cap.release()
 
@@ -208,6 +209,11 @@ class SimulatorSource:
 
     def close(self) -> None:
         self._stop.set()
+
+
+def _u8(image: object) -> npt.NDArray[np.uint8]:
+    """OpenCV's decoded frame, typed (it is uint8 BGR)."""
+    return cast("npt.NDArray[np.uint8]", image)
 
 
 def _redact(uri: str) -> str:

@@ -192,7 +192,9 @@ def _serve(built: object, cfg: StationConfig, duration: float | None) -> None:
         wait_for_port_free(cfg.api.host, cfg.api.port)
     except OSError as exc:
         raise fail(str(exc)) from None
-    web = create_app(st.store, st, st.live, st.metrics, cfg)
+    assert st.live is not None
+    live = st.live
+    web = create_app(st.store, st, live, st.metrics, cfg)
     _mount_console(web, st, cfg)
     server = uvicorn.Server(uvicorn.Config(web, host=cfg.api.host, port=cfg.api.port, log_level="warning"))
     st.start()
@@ -200,9 +202,14 @@ def _serve(built: object, cfg: StationConfig, duration: float | None) -> None:
         built.watcher.start()
     url = f"http://{cfg.api.host}:{cfg.api.port}/"
     typer.echo(f"sortloop station running — live view: {url}  (API docs: {url}docs; Ctrl-C stops)")
+    def shutdown() -> None:
+        live.close()  # open MJPEG responses end, so uvicorn can stop
+        server.should_exit = True
+
     if duration is not None:
-        threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
+        threading.Timer(duration, shutdown).start()
     server.run()
+    live.close()
     st.stop()
     if built.watcher:
         built.watcher.stop()

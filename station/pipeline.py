@@ -26,6 +26,7 @@ from station.workers import Closed, DropOldestQueue, Supervisor, Worker
 
 if TYPE_CHECKING:
     from station.actuate import Actuator
+    from station.api import StatusSnapshot
     from station.capture import Source
     from station.detect import Detector
     from station.live import LiveView
@@ -88,10 +89,13 @@ class Station:
                                      stuck_after_s=cfg.pipeline.heartbeat_timeout_s, on_event=self._worker_event)
         self._watchdog = threading.Thread(target=self._watch, name="sortloop-watchdog", daemon=True)
         self.last_frame: Frame | None = None
+        self._started = False
+        self._started_wall: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         self.metrics.set_model(self._detector.version)
+        self._started, self._started_wall = True, time.time()
         self._resend_after_restart()
         for w in self.workers:
             w.start()
@@ -126,6 +130,20 @@ class Station:
     @property
     def model_version(self) -> str:
         return self._detector.version
+
+    def snapshot(self) -> StatusSnapshot:
+        """What /health reports: running, source, model, fps, counts, workers, fail-safe reasons."""
+        from station.api import StatusSnapshot
+
+        workers = {w.name: "alive" if w.alive else ("finished" if w.finished else "dead") for w in self.workers}
+        running = self._started and not self._stop.is_set() and not self._source_done.is_set()
+        return StatusSnapshot(
+            running=running, source_ok=self.stats.source_ok, model_version=self._detector.version,
+            fps=round(self.stats.fps, 2), frames=self.stats.frames, dropped=self.frames.dropped,
+            decisions=self.stats.decisions, workers=workers,
+            last_error="; ".join(self.failsafe_reasons.values()) or self.stats.last_error or None,
+            started_at=self._started_wall,
+        )
 
     # --- workers ---------------------------------------------------------------------------------------
     def _capture(self, w: Worker) -> None:

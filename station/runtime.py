@@ -115,24 +115,15 @@ def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
     registry = cfg.resolve(cfg.model.registry)
     promoted = promoted_model(registry) if cfg.model.watch_registry else None
     detector = load_detector(cfg, taxonomy, promoted[1] if promoted else None)
-    store = Store.open(str(_sqlite_abs(cfg)), cfg.resolve(cfg.store.evidence_dir))
+    store = Store.from_config(cfg)
     store.record_model(detector.version, str(detector.path), dict(detector.metadata))
     holder: list[Station] = []
     source = open_source(cfg, taxonomy, on_status=lambda ok, d: holder[0].source_status(ok, d) if holder else None)
     station = Station(cfg, taxonomy, source=source, detector=detector, actuator=make_actuator(cfg.actuator),
-                      store=store, metrics=StationMetrics(), live=LiveView(), keep_results=keep_results)
+                      store=store, metrics=StationMetrics(), live=LiveView(taxonomy), keep_results=keep_results)
     holder.append(station)
     watcher = ModelWatcher(station, registry) if cfg.model.watch_registry else None
     return Built(station, watcher, cfg.source.kind == "simulator")
-
-
-def _sqlite_abs(cfg: StationConfig) -> str:
-    """Relative SQLite paths are taken from the repository root, like every other config path."""
-    url = cfg.store.url
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        return prefix + str(cfg.resolve(url[len(prefix):]))
-    return url
 
 
 def scorecard(built: Built, end: float) -> Scorecard:

@@ -1,0 +1,229 @@
+"""The station's web app: health, items and their crops, throughput, alarms, /metrics and the live view.
+
+``create_app`` builds it from the running parts; the CLI serves it with uvicorn and the console (``ui``)
+mounts itself at /ui. OpenAPI lives at /docs and /openapi.json. Stop MJPEG clients with ``live.close()``
+before shutting the server down (uvicorn waits for open responses).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Protocol
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+
+from station import __version__
+from station.config import StationConfig
+from station.events import Reason
+from station.live import BOUNDARY, LiveView
+from station.metrics import CONTENT_TYPE, StationMetrics
+from station.schemas import (
+    BUCKET_SECONDS,
+    AckRequest,
+    AlarmOut,
+    Bucket,
+    HealthOut,
+    ItemOut,
+    ItemPage,
+    ThroughputOut,
+    ThroughputReport,
+)
+from station.store import ItemFilter, NotFoundError, Store
+from station.taxonomy import Stream, load_taxonomy
+
+DEFAULT_WINDOW_S = {"hour": 86_400, "shift": 3 * 86_400, "day": 7 * 86_400}
+NO_CACHE = {"Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the running station reports about itself."""
+
+    running: bool
+    source_ok: bool
+    model_version: str | None = None
+    fps: float = 0.0
+    frames: int = 0
+    dropped: int = 0
+    decisions: int = 0
+    workers: dict[str, str] = field(default_factory=dict)
+    last_error: str | None = None
+    started_at: float | None = None
+
+
+class StatusProvider(Protocol):
+    def snapshot(self) -> StatusSnapshot: ...
+
+
+def create_app(store: Store, status: StatusProvider, live: LiveView, metrics: StationMetrics,
+               config: StationConfig) -> FastAPI:
+    """The FastAPI app over a running station's parts."""
+    app = FastAPI(title="sortloop station", version=__version__, docs_url="/docs", openapi_url="/openapi.json",
+                  description="Items, evidence, throughput, alarms, metrics and the live view of one station.")
+    app.state.store, app.state.live, app.state.metrics, app.state.config = store, live, metrics, config
+    taxonomy = load_taxonomy(config.resolve(config.taxonomy))
+    mass_kg = {c.name: c.mass_kg for c in taxonomy.classes}
+    app.include_router(_station_router(status, live, metrics, config.api.live_fps))
+    app.include_router(_items_router(store, mass_kg), prefix="/api")
+    app.include_router(_alarms_router(store), prefix="/api")
+    return app
+
+
+def _health(snapshot: StatusSnapshot) -> HealthOut:
+    s = snapshot
+    return HealthOut(ok=s.running and s.source_ok, running=s.running, source_ok=s.source_ok,
+                     model_version=s.model_version, fps=s.fps, frames=s.frames, dropped=s.dropped,
+                     decisions=s.decisions, workers=dict(s.workers), last_error=s.last_error,
+                     started_at=s.started_at, uptime_s=None if s.started_at is None else time.time() - s.started_at)
+
+
+def _station_router(status: StatusProvider, live: LiveView, metrics: StationMetrics, fps: float) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health", response_model=HealthOut, tags=["station"],
+                responses={503: {"model": HealthOut, "description": "Not running, or the source is lost."}})
+    def health(response: Response) -> HealthOut:
+        """The station's state: 200 when running with a working source, 503 otherwise (same body)."""
+        out = _health(status.snapshot())
+        response.status_code = 200 if out.ok else 503
+        response.headers.update(NO_CACHE)
+        return out
+
+    @router.get("/metrics", tags=["station"], response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @router.get("/live.mjpg", tags=["live"], response_class=StreamingResponse)
+    def live_mjpeg() -> StreamingResponse:
+        """Annotated live view as MJPEG (multipart/x-mixed-replace, boundary 'frame')."""
+        return StreamingResponse(live.mjpeg(fps), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                                 headers=NO_CACHE)
+
+    @router.get("/live.jpg", tags=["live"], response_class=Response)
+    def live_jpeg() -> Response:
+        """The current annotated frame (a placeholder before the first frame)."""
+        return Response(live.jpeg() or live.placeholder(), media_type="image/jpeg", headers=NO_CACHE)
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(INDEX_HTML)
+
+    return router
+
+
+def _items_router(store: Store, mass_kg: dict[str, float]) -> APIRouter:
+    router = APIRouter(tags=["items"])
+
+    @router.get("/items", response_model=ItemPage)
+    def list_items(
+        stream: Stream | None = None,
+        class_name: Annotated[str | None, Query(alias="class", description="Class name.")] = None,
+        hazard: Annotated[str | None, Query(description="Hazard kind, e.g. battery.")] = None,
+        reason: Reason | None = None,
+        since: Annotated[float | None, Query(description="Decided at or after (epoch s).")] = None,
+        until: Annotated[float | None, Query(description="Decided before (epoch s).")] = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> ItemPage:
+        """Recorded items, newest first."""
+        flt = ItemFilter(stream=stream, class_name=class_name, hazard=hazard, reason=reason, since=since,
+                         until=until)
+        return ItemPage.from_page(store.list_items(flt, page=page, page_size=page_size))
+
+    @router.get("/items/{item_id}", response_model=ItemOut, responses={404: {"description": "No such item."}})
+    def get_item(item_id: str) -> ItemOut:
+        item = store.get_item(item_id)
+        if item is None:
+            raise HTTPException(404, f"item {item_id!r} not found; list recorded items at /api/items")
+        return ItemOut.from_record(item)
+
+    @router.get("/items/{item_id}/crop", response_class=FileResponse,
+                responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No item or no crop."}})
+    def get_crop(item_id: str) -> FileResponse:
+        """The item's evidence crop (JPEG)."""
+        path = store.crop_file(item_id)
+        if path is None:
+            what = "has no evidence crop" if store.get_item(item_id) is not None else "not found"
+            raise HTTPException(404, f"item {item_id!r} {what}; list recorded items at /api/items")
+        return FileResponse(path, media_type="image/jpeg")
+
+    @router.get("/throughput", response_model=ThroughputReport)
+    def throughput(
+        bucket: Bucket = "hour",
+        since: Annotated[float | None, Query(description="Start (epoch s); default: a window before until.")] = None,
+        until: Annotated[float | None, Query(description="End (epoch s); default: now.")] = None,
+        origin: Annotated[float, Query(description="Buckets are aligned to this time (epoch s; "
+                                       "0 = UTC midnight), e.g. a shift start.")] = 0.0,
+    ) -> ThroughputReport:
+        """Items and kg per stream and hour, shift (8 h) or day."""
+        end = time.time() if until is None else until
+        start = end - DEFAULT_WINDOW_S[bucket] if since is None else since
+        if start >= end:
+            raise HTTPException(422, f"since ({start}) must be before until ({end})")
+        rows = store.throughput(start, end, BUCKET_SECONDS[bucket], mass_kg=mass_kg, origin=origin)
+        return ThroughputReport(since=start, until=end, bucket=bucket, bucket_s=BUCKET_SECONDS[bucket],
+                                rows=[ThroughputOut.from_row(r) for r in rows])
+
+    return router
+
+
+def _alarms_router(store: Store) -> APIRouter:
+    router = APIRouter(tags=["alarms"])
+
+    @router.get("/alarms", response_model=list[AlarmOut])
+    def alarms(active: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AlarmOut]:
+        """Alarms, newest first; ``active=true`` for the unacknowledged ones only."""
+        return [AlarmOut.from_record(a) for a in store.alarms(active_only=active, limit=limit)]
+
+    @router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut,
+                 responses={404: {"description": "No such alarm."}})
+    def ack(alarm_id: str, body: AckRequest) -> AlarmOut:
+        """Acknowledge an alarm (the first acknowledgement is kept)."""
+        try:
+            return AlarmOut.from_record(store.ack_alarm(alarm_id, by=body.by))
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    return router
+
+
+INDEX_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>sortloop station</title>
+<style>
+ body{font-family:system-ui,sans-serif;margin:1rem;background:#111;color:#eee}
+ a{color:#8cf} img{max-width:100%;border:1px solid #444} table{border-collapse:collapse;margin-top:.5rem}
+ td,th{padding:.2rem .6rem;border-bottom:1px solid #333;text-align:left} .bad{color:#f66} .ok{color:#6f6}
+ main{display:grid;grid-template-columns:minmax(0,2fr) minmax(0,1fr);gap:1rem}
+</style></head>
+<body>
+<h1>sortloop station</h1>
+<nav><a href="/ui">console</a> · <a href="/docs">API docs</a> · <a href="/metrics">metrics</a></nav>
+<main>
+ <section><img src="/live.mjpg" alt="live view"></section>
+ <section><h2>Health</h2><div id="health">…</div><h2>Latest items</h2>
+  <table><thead><tr><th>time</th><th>class</th><th>stream</th><th>bin</th><th>conf</th></tr></thead>
+  <tbody id="items"></tbody></table></section>
+</main>
+<script>
+function cell(row, text){const td=document.createElement('td');td.textContent=text;row.appendChild(td);}
+async function refresh(){
+  try{
+    const h=await (await fetch('/health')).json();
+    const el=document.getElementById('health');
+    el.className=h.ok?'ok':'bad';
+    el.textContent=(h.ok?'running':'NOT OK')+' · '+h.fps.toFixed(1)+' fps · '+h.decisions+' decisions · model '
+      +(h.model_version||'-')+(h.last_error?' · '+h.last_error:'');
+    const page=await (await fetch('/api/items?page_size=10')).json();
+    const body=document.getElementById('items');body.replaceChildren();
+    for(const it of page.items){const tr=document.createElement('tr');
+      cell(tr,new Date(it.decided_at*1000).toLocaleTimeString());cell(tr,it.class_name||'?');
+      cell(tr,it.stream+(it.hazard?' ⚠ '+it.hazard:''));cell(tr,it.bin);cell(tr,it.confidence.toFixed(2));
+      body.appendChild(tr);}
+  }catch(e){document.getElementById('health').textContent='unreachable';}
+}
+refresh();setInterval(refresh,2000);
+</script></body></html>
+"""

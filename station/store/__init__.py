@@ -1,0 +1,31 @@
+"""Durable record of the station: SQLAlchemy 2 tables, Alembic migrations, the ``Store`` repository."""
+
+from station.store.records import (
+    ActuationRecord,
+    AlarmRecord,
+    ItemFilter,
+    ItemRecord,
+    JsonValue,
+    ModelRecord,
+    NotFoundError,
+    Page,
+    ReconcileResult,
+    StoreError,
+    ThroughputRow,
+)
+from station.store.repository import Store
+
+__all__ = [
+    "ActuationRecord",
+    "AlarmRecord",
+    "ItemFilter",
+    "ItemRecord",
+    "JsonValue",
+    "ModelRecord",
+    "NotFoundError",
+    "Page",
+    "ReconcileResult",
+    "Store",
+    "StoreError",
+    "ThroughputRow",
+]

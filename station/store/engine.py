@@ -1,0 +1,122 @@
+"""Engine set-up and migrations: SQLite (WAL, synchronous=FULL, busy timeout) or PostgreSQL.
+
+Migrations run at open, under a lock so that two processes opening a fresh database do not both create
+it: a file lock beside a SQLite file, an advisory lock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.types import Float
+
+from station.store.records import StoreError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+_PG_LOCK_KEY = zlib.crc32(b"sortloop.migrations")
+
+
+class floor_nonneg(GenericFunction[float]):
+    """``floor(x)`` for x ≥ 0, portable: SQLite may lack ``floor``, where a cast truncates the same way."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(floor_nonneg)
+def _floor_default(element: floor_nonneg, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"floor({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(floor_nonneg, "sqlite")
+def _floor_sqlite(element: floor_nonneg, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
+
+
+def parse_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"store url {url!r} is not a database URL; use sqlite:///path/to/file.db or "
+                         "postgresql+psycopg://user@host/db") from exc
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL (None for in-memory or other backends)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database))
+
+
+def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cur.close()
+
+
+def make_engine(url: URL) -> Engine:
+    """An engine for ``url``; SQLite connections get WAL, synchronous=FULL, busy_timeout, foreign keys."""
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    path = sqlite_file(url)
+    if path is None:
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": BUSY_TIMEOUT_MS / 1000})
+    event.listen(engine, "connect", _on_sqlite_connect)
+    return engine
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config built in code (no alembic.ini); pass ``connection`` to migrate through it."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.with_name(path.name + ".migrate.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the database to the newest migration (a no-op when it is already there)."""
+    path = sqlite_file(engine.url)
+    with _file_lock(path) if path is not None else nullcontext(), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        command.upgrade(alembic_config(conn), "head")
+    log.info("store at the newest schema: %s", engine.url.render_as_string(hide_password=True))

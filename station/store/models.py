@@ -1,0 +1,162 @@
+"""Database tables (SQLAlchemy 2 declarative). Portable: SQLite by default, PostgreSQL where shared.
+
+Conventions: ids are ``String(32)`` (uuid4 hex); every time is a ``Float`` of epoch seconds (wall clock,
+``time.time()``) except ``crossed_at`` / ``fire_at``, which are seconds on the source's clock. These classes
+stay inside ``station.store``: the rest of the station sees the dataclasses of ``station.store.records``.
+Changing a table means a new numbered migration under ``migrations/versions/``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from station.events import ActuationStatus
+from station.store.records import JsonValue
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(32)
+ROLES = ("operator", "engineer", "manager", "admin")
+CORRECTION_KINDS = ("reclass", "not_item", "missed_item")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Item(Base):
+    """One physical item, decided when it crossed the decision line."""
+
+    __tablename__ = "items"
+
+    item_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64), index=True)
+    track_id: Mapped[int] = mapped_column(Integer)
+    frame_index: Mapped[int] = mapped_column(BigInteger)
+    crossed_at: Mapped[float] = mapped_column(Float)
+    crossed_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    decided_at: Mapped[float] = mapped_column(Float, index=True)
+    class_name: Mapped[str | None] = mapped_column(String(64), index=True)
+    stream: Mapped[str] = mapped_column(String(32), index=True)
+    hazard: Mapped[str | None] = mapped_column(String(32), index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    votes: Mapped[dict[str, float]] = mapped_column(JSON)
+    observations: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(128))
+    crop_path: Mapped[str | None] = mapped_column(String(512))
+    bin: Mapped[str] = mapped_column(String(64))
+
+
+class ActuationRow(Base):
+    """An ejector command and how far it got (see ``station.events.ActuationStatus``)."""
+
+    __tablename__ = "actuations"
+    __table_args__ = (CheckConstraint(_one_of("status", tuple(s.value for s in ActuationStatus)), name="status"),)
+
+    actuation_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.item_id"), index=True)
+    bin: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[int] = mapped_column(Integer)
+    fire_at: Mapped[float] = mapped_column(Float)
+    fire_at_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    fire_at_wall: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[float] = mapped_column(Float)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AlarmRow(Base):
+    __tablename__ = "alarms"
+
+    alarm_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16))
+    item_id: Mapped[str | None] = mapped_column(ID)
+    raised_at: Mapped[float] = mapped_column(Float, index=True)
+    acknowledged_at: Mapped[float | None] = mapped_column(Float, index=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    loaded_at: Mapped[float] = mapped_column(Float)
+    meta: Mapped[dict[str, JsonValue]] = mapped_column("metadata", JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class User(Base):
+    """Operator console account (the console's logic lives in ``ui``)."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Correction(Base):
+    """An operator's correction of a decision: feeds relabelling and retraining."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (CheckConstraint(_one_of("kind", CORRECTION_KINDS), name="kind"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.item_id"), index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    before_class: Mapped[str | None] = mapped_column(String(64))
+    after_class: Mapped[str | None] = mapped_column(String(64))
+    box: Mapped[list[float] | None] = mapped_column(JSON)
+    frame_path: Mapped[str | None] = mapped_column(String(512))
+    undone: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class QuarantineEntry(Base):
+    """A hazardous item put into a quarantine container, with the checklist the operator followed."""
+
+    __tablename__ = "quarantine_log"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.item_id"), index=True)
+    hazard_type: Mapped[str] = mapped_column(String(32))
+    container: Mapped[str] = mapped_column(String(64))
+    handled_by: Mapped[str] = mapped_column(String(64))
+    handled_at: Mapped[float] = mapped_column(Float)
+    checklist: Mapped[dict[str, bool]] = mapped_column(JSON)
