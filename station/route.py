@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from station.config import RoutingConfig
 from station.events import Actuation, Decision, new_id
@@ -14,24 +15,30 @@ log = logging.getLogger(__name__)
 
 
 class BeltSpeed:
-    """Belt speed in m/s: from encoder ticks when the source has them, otherwise from config."""
+    """Belt speed in m/s: from encoder ticks when the source has them, otherwise from config.
 
-    def __init__(self, cfg: RoutingConfig, smoothing: float = 0.2) -> None:
+    The encoder speed is measured over a window (default 2 s) rather than frame to frame, so the rounding
+    of integer ticks does not move far ejectors' fire times.
+    """
+
+    def __init__(self, cfg: RoutingConfig, window_s: float = 2.0) -> None:
         self._cfg = cfg
-        self._alpha = smoothing
-        self._last: tuple[float, int] | None = None
+        self._window = window_s
+        self._samples: deque[tuple[float, int]] = deque()
         self._mps: float | None = None
 
     def update(self, frame: Frame) -> None:
         if self._cfg.belt_speed_source != "encoder" or frame.ticks is None:
             return
-        if self._last is not None:
-            t0, k0 = self._last
-            dt = frame.timestamp - t0
-            if dt > 0:
-                mps = (frame.ticks - k0) / self._cfg.ticks_per_m / dt
-                self._mps = mps if self._mps is None else self._mps + self._alpha * (mps - self._mps)
-        self._last = (frame.timestamp, frame.ticks)
+        s = self._samples
+        if s and frame.timestamp <= s[-1][0]:
+            s.clear()  # the source restarted its clock
+        s.append((frame.timestamp, frame.ticks))
+        while len(s) > 2 and s[-1][0] - s[1][0] >= self._window:
+            s.popleft()
+        (t0, k0), (t1, k1) = s[0], s[-1]
+        if t1 > t0:
+            self._mps = (k1 - k0) / self._cfg.ticks_per_m / (t1 - t0)
 
     @property
     def mps(self) -> float:

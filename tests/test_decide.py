@@ -153,3 +153,13 @@ def test_class_map_places_foreign_model_classes() -> None:
     with pytest.raises(ClassMapError, match="'nope' is not a taxonomy class"):
         ClassMapper(names, TAX, {"bottle": "nope"})
     assert ClassMapper(TAX.names, TAX).identity
+
+
+def test_encoder_speed_is_measured_over_a_window() -> None:
+    cfg = RoutingConfig(belt_speed_source="encoder", belt_speed_mps=0.1, ticks_per_m=2000.0)
+    speed = BeltSpeed(cfg)
+    assert speed.mps == 0.1  # nothing measured yet: config
+    for k in range(120):  # 0.5 m/s, integer ticks at 30 fps (33.3 ticks per frame, rounded down)
+        t = k / 30
+        speed.update(Frame(IMG, k, t, ticks=int(0.5 * t * 2000)))
+    assert speed.mps == pytest.approx(0.5, rel=2e-3)
