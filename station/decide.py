@@ -36,11 +36,12 @@ class _Track:
     ticks: int | None = None
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     observations: int = 0
-    seen_before_line: bool = False
     decided: bool = False
     last_frame: int = 0
-    cross: tuple[float, int | None] | None = None
-    """(time, ticks) at which the centre crossed the line, once it has."""
+    crossed: bool = False
+    hist: deque[tuple[float, float, int | None]] = field(default_factory=lambda: deque(maxlen=15))
+    """Recent (time, centre x, ticks) of whole boxes (not cut by the frame edge), for the crossing estimate."""
+    hist_cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,33 +112,23 @@ class DecisionLine:
         x, y = float(centre[0]), float(centre[1])
         if tr is None:
             tr = self._tracks[tid] = _Track(tid, np.zeros_like(vote), first_seen=frame.timestamp)
-            tr.seen_before_line = x < line
-        prev_x, prev_t, prev_k = tr.x, tr.t, tr.ticks
-        first = tr.observations == 0
         tr.votes += vote
         tr.observations += 1
         tr.x, tr.y, tr.t, tr.ticks, tr.last_frame = x, y, frame.timestamp, frame.ticks, frame.index
         tr.box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        whole = box[0] > 1 and box[2] < frame.width - 1
+        if whole and tr.hist_cut:  # replace looks at boxes cut by the frame edge by whole ones
+            tr.hist.clear()
+        if whole or tr.hist_cut or not tr.hist:
+            tr.hist.append((frame.timestamp, x, frame.ticks))
+            tr.hist_cut = not whole
         if tr.decided or x < line:
             return None
-        if tr.cross is None:
-            tr.cross = self._crossing_time(tr, first, prev_x, prev_t, prev_k, frame, line, belt)
+        tr.crossed = True
         if tr.observations < self._cfg.min_track_frames:
             return None  # wait for a few more looks; the ejector is far enough downstream
-        return _Crossing(tr, tr.cross[0], tr.cross[1], frame)
-
-    @staticmethod
-    def _crossing_time(tr: _Track, first: bool, prev_x: float, prev_t: float, prev_k: int | None,
-                       frame: Frame, line: float, belt: BeltSpeed) -> tuple[float, int | None]:
-        if not first and prev_x < line:  # crossed between the previous observation and this one
-            f = (line - prev_x) / max(tr.x - prev_x, 1e-6)
-            t = prev_t + f * (frame.timestamp - prev_t)
-            k = None if frame.ticks is None or prev_k is None else round(prev_k + f * (frame.ticks - prev_k))
-            return t, k
-        # first seen past the line (detected late): estimate when it crossed from the belt speed
-        dt = (tr.x - line) / belt.px_per_s
-        k = None if frame.ticks is None else round(frame.ticks - dt * belt.ticks_per_s)
-        return frame.timestamp - dt, k
+        t, k = _crossing(tr, line, belt)
+        return _Crossing(tr, t, k, frame)
 
     def _expire_lost(self, frame: Frame, line: float, belt: BeltSpeed) -> list[_Crossing]:
         """Tracks not seen for a while: decide those predicted to have crossed, forget the rest."""
@@ -150,13 +141,11 @@ class DecisionLine:
                 if gap > self._history_s:
                     del self._tracks[tid]
                 continue
-            if tr.cross is not None:  # crossed, then lost before it had enough looks
-                out.append(_Crossing(tr, tr.cross[0], tr.cross[1], None))
+            if tr.crossed:  # crossed, then lost before it had enough looks
+                out.append(_Crossing(tr, *_crossing(tr, line, belt), None))
                 continue
-            t_cross = tr.t + (line - tr.x) / belt.px_per_s
+            t_cross, k = _crossing(tr, line, belt)
             if t_cross + self._cfg.lost_grace_s <= frame.timestamp and tr.observations > 0:
-                dt = t_cross - tr.t
-                k = None if tr.ticks is None else round(tr.ticks + dt * belt.ticks_per_s)
                 out.append(_Crossing(tr, t_cross, k, None, {"lost": "1"}))
             elif gap > self._history_s:
                 del self._tracks[tid]
@@ -210,6 +199,18 @@ class DecisionLine:
 
     def open_tracks(self) -> int:
         return sum(1 for t in self._tracks.values() if not t.decided)
+
+
+def _crossing(tr: _Track, line: float, belt: BeltSpeed) -> tuple[float, int | None]:
+    """When the item's centre crossed (or will cross) the line, and the encoder count then.
+
+    Items do not move on the belt, so each look gives one estimate (its time plus the distance left to the
+    line over the belt speed); their mean is far steadier than interpolating two noisy box centres.
+    """
+    v, tps = belt.px_per_s, belt.ticks_per_s
+    times = [t + (line - x) / v for t, x, _ in tr.hist]
+    ticks = [k + (line - x) / v * tps for _, x, k in tr.hist if k is not None]
+    return float(np.mean(times)), round(float(np.mean(ticks))) if ticks else None
 
 
 def _crop(frame: Frame | None, box: tuple[float, float, float, float], pad: float) -> npt.NDArray[np.uint8] | None:

@@ -136,7 +136,7 @@ def scorecard(built: Built, end: float) -> Scorecard:
     warmup = st.cfg.decision.line_x * st.cfg.simulator.width / st.belt.px_per_s
     bins = {name: b.distance_m for name, b in st.cfg.routing.bins.items()}
     return score(st.source.sim.truth, st.decisions, st.actuations, start=warmup, end=end - 0.5,
-                 bin_distances=bins)
+                 bin_distances=bins, ticks_to_time=st.source.sim.time_at_ticks)
 
 
 def wait_for_port_free(host: str, port: int) -> None:

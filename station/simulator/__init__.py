@@ -1,0 +1,22 @@
+"""Conveyor simulator: procedural items, a moving belt with ground truth, a scorecard, and dataset rendering."""
+
+from station.simulator.belt import ConveyorSimulator, SimulatorError, TruthItem
+from station.simulator.items import ItemMaker, Sprite, SpriteError, draw_item
+from station.simulator.render import RenderError, RenderSummary, render_dataset
+from station.simulator.score import Scorecard, ScoreError, score
+
+__all__ = [
+    "ConveyorSimulator",
+    "ItemMaker",
+    "RenderError",
+    "RenderSummary",
+    "ScoreError",
+    "Scorecard",
+    "SimulatorError",
+    "Sprite",
+    "SpriteError",
+    "TruthItem",
+    "draw_item",
+    "render_dataset",
+    "score",
+]
