@@ -1,0 +1,202 @@
+"""Model registry: the promotion gate (table-driven), the atomic pointer, rollback and the audit trail."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from training.evaluate import ClassAP, EvalReport, ReliabilityBin
+from training.registry import (
+    GateConfig,
+    GateRefused,
+    Registry,
+    RegistryError,
+    atomic_write,
+    judge,
+)
+
+
+def make_report(hazard_recall: float | None = 0.95, map50_95: float = 0.40, data_digest: str = "val-1",
+                created: str = "2025-01-01T00:00:00+00:00") -> EvalReport:
+    """A report with just the numbers the gate reads (others plausible)."""
+    return EvalReport(
+        model="m.onnx", model_version="v", data="data.yaml", data_digest=data_digest, split="val",
+        taxonomy_digest="t", images=10, items=20, conf=0.25, iou=0.5, map50=map50_95 + 0.2, map50_95=map50_95,
+        per_class=[ClassAP("battery", 5, 0.5, 0.3)], stream_rows=["electronics", "spurious"],
+        stream_cols=["electronics", "missed"], stream_confusion=[[4, 1], [0, 0]], hazard_items=5,
+        hazard_predictions=5, hazard_recall=hazard_recall, hazard_precision=0.9, ece=0.05,
+        reliability=[ReliabilityBin(0.9, 1.0, 4, 0.95, 1.0)], images_per_s=100.0, created=created)
+
+
+def make_onnx(path: Path, version: str | None) -> Path:
+    """A real (tiny, identity) ONNX file carrying a sortloop_version."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]))
+    if version:
+        model.metadata_props.add(key="sortloop_version", value=version)
+    onnx.save(model, str(path))
+    return path
+
+
+GATE = GateConfig(min_hazard_recall=0.9, map_tolerance=0.02)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "current", "refused_because"),
+    [
+        (make_report(0.95, 0.40), None, None),                                          # first model, good
+        (make_report(0.80, 0.50), None, "below the minimum"),                           # under the floor
+        (make_report(None, 0.50), None, "no battery-hazard items"),                     # recall unknown
+        (make_report(0.95, 0.40), make_report(0.95, 0.40), None),                       # equal
+        (make_report(0.93, 0.60), make_report(0.95, 0.40), "lower than the current"),  # recall down, mAP up
+        (make_report(0.95, 0.385), make_report(0.95, 0.40), None),                      # mAP drop within tolerance
+        (make_report(0.95, 0.38), make_report(0.95, 0.40), None),                       # drop == tolerance
+        (make_report(0.95, 0.37), make_report(0.95, 0.40), "below the current model's"),  # beyond tolerance
+        (make_report(1.00, 0.30), make_report(0.95, 0.40), "mAP50-95"),                 # recall up, mAP down a lot
+        (make_report(0.95, 0.40, "val-2"), make_report(0.95, 0.40), "other data"),      # not comparable
+    ],
+)
+def test_gate(candidate: EvalReport, current: EvalReport | None, refused_because: str | None) -> None:
+    reasons = judge(candidate, current, GATE)
+    if refused_because is None:
+        assert reasons == []
+    else:
+        assert any(refused_because in r for r in reasons), reasons
+
+
+def test_gate_puts_hazard_recall_first() -> None:
+    reasons = judge(make_report(0.5, 0.1), make_report(0.95, 0.4), GATE)
+    assert "hazard recall" in reasons[0]
+    assert len(reasons) == 3
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(tmp_path / "registry")
+
+
+def add(reg: Registry, tmp_path: Path, version: str, report: EvalReport) -> None:
+    reg.add(make_onnx(tmp_path / f"{version}.onnx", version), f"# {version}\n", report, by="tester")
+
+
+def test_add_promote_refuse_rollback(registry: Registry, tmp_path: Path) -> None:
+    add(registry, tmp_path, "v1", make_report(0.95, 0.40, created="2025-01-01T00:00:00+00:00"))
+    add(registry, tmp_path, "v2", make_report(0.96, 0.41, created="2025-01-02T00:00:00+00:00"))
+    add(registry, tmp_path, "v3", make_report(0.90, 0.45, created="2025-01-03T00:00:00+00:00"))
+    assert [v.version for v in registry.versions()] == ["v1", "v2", "v3"]
+    assert registry.current() is None
+
+    assert registry.promote("v1", GATE, by="alice").accepted
+    assert registry.promote("v2", GATE, by="alice").current == "v1"
+    with pytest.raises(GateRefused, match="lower than the current") as refused:
+        registry.promote("v3", GATE, by="bob")
+    assert refused.value.decision.current == "v2"
+    current = registry.current()
+    assert current is not None and current.version == "v2"
+
+    assert registry.rollback(by="carol").version == "v1"
+    pointer = json.loads((registry.root / "current.json").read_text())
+    assert pointer["version"] == "v1" and (registry.root / pointer["path"]).is_file()
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        registry.rollback(by="carol")
+
+    audit = registry.audit()
+    assert [(a.action, a.version, a.outcome) for a in audit[3:]] == [
+        ("promote", "v1", "accepted"), ("promote", "v2", "accepted"), ("promote", "v3", "refused"),
+        ("rollback", "v1", "ok")]
+    assert audit[5].by == "bob" and "lower than the current" in audit[5].reasons[0]
+    assert audit[5].metrics["hazard_recall"] == pytest.approx(0.90)
+
+
+def test_version_folder_holds_model_card_and_eval(registry: Registry, tmp_path: Path) -> None:
+    report = make_report()
+    add(registry, tmp_path, "v1", report)
+    mv = registry.get("v1")
+    assert {p.name for p in mv.folder.iterdir()} == {"model.onnx", "card.md", "eval.json"}
+    assert mv.report == report
+    assert onnx.load(str(mv.model)).metadata_props[0].value == "v1"
+
+
+@pytest.mark.parametrize(
+    ("version_in_file", "version_given", "error"),
+    [
+        ("v1", None, None),
+        (None, "v7", None),
+        ("v1", "v1", None),
+        ("v1", "v2", "differs from the model's sortloop_version"),
+        (None, "../escape", "not a valid folder name"),
+    ],
+)
+def test_add_versions(registry: Registry, tmp_path: Path, version_in_file: str | None, version_given: str | None,
+                      error: str | None) -> None:
+    model = make_onnx(tmp_path / "m.onnx", version_in_file)
+    if error:
+        with pytest.raises(RegistryError, match=error):
+            registry.add(model, "", make_report(), version=version_given)
+        return
+    mv = registry.add(model, "", make_report(), version=version_given)
+    assert mv.version == (version_given or version_in_file)
+
+
+@pytest.mark.parametrize(
+    ("action", "error"),
+    [
+        (lambda reg, tmp: reg.add(make_onnx(tmp / "a.onnx", "v1"), "", make_report()), "already registered"),
+        (lambda reg, tmp: reg.promote("nope", GATE, by="x"), "not in"),
+        (lambda reg, tmp: reg.add(tmp / "missing.onnx", "", make_report()), "not found"),
+        (lambda reg, tmp: reg.promote("v1", GATE, by="x") and reg.promote("v1", GATE, by="x"), "already the current"),
+    ],
+)
+def test_registry_errors(registry: Registry, tmp_path: Path, action, error: str) -> None:
+    add(registry, tmp_path, "v1", make_report())
+    with pytest.raises(RegistryError, match=error):
+        action(registry, tmp_path)
+
+
+def test_corrupt_pointer_is_named(registry: Registry, tmp_path: Path) -> None:
+    add(registry, tmp_path, "v1", make_report())
+    (registry.root / "current.json").write_text("{not json")
+    with pytest.raises(RegistryError, match=r"current\.json is corrupt"):
+        registry.current()
+
+
+def test_pointer_is_replaced_atomically(tmp_path: Path) -> None:
+    """A reader polling the pointer while it is rewritten sees only complete JSON documents."""
+    target = tmp_path / "current.json"
+    atomic_write(target, json.dumps({"version": "v0", "pad": "x" * 50_000}))
+    stop, seen, bad = threading.Event(), set(), []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(json.loads(target.read_text())["version"])
+            except json.JSONDecodeError as exc:
+                bad.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(200):
+            atomic_write(target, json.dumps({"version": f"v{i}", "pad": "x" * 50_000}))
+    finally:
+        stop.set()
+        t.join()
+    assert bad == []
+    assert json.loads(target.read_text())["version"] == "v199"
+    assert [p.name for p in tmp_path.iterdir()] == ["current.json"]  # no temporary files left behind
+
+
+def test_pointer_write_keeps_old_file_when_it_fails(tmp_path: Path) -> None:
+    target = tmp_path / "current.json"
+    atomic_write(target, '{"version": "v1"}')
+    with pytest.raises(TypeError):
+        atomic_write(target, None)  # type: ignore[arg-type]
+    assert target.read_text() == '{"version": "v1"}'
+    assert os.listdir(tmp_path) == ["current.json"]

@@ -1,0 +1,272 @@
+"""``sortloop train | export | eval | promote | rollback | models | data``: the model side of the CLI.
+
+User errors (missing files, bad config, a refused promotion) end with ``error: …`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from training.registry import Registry
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., None])
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training config (configs/training.yaml).")]
+RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="Registry folder (default: the station "
+                                                  "config's model.registry, models/registry).")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who does it (for the audit trail; default: $USER).")]
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from station.config import ConfigError
+    from station.detect import ModelError
+    from station.taxonomy import TaxonomyError
+    from training.evaluate import EvalError
+    from training.export import ExportError
+    from training.registry import RegistryError
+    from training.train import TrainError
+
+    return (ConfigError, ModelError, TaxonomyError, EvalError, ExportError, RegistryError, TrainError)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+def user_errors(fn: F) -> F:
+    """Turn our specific exceptions into ``error: message`` and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            fn(*args, **kwargs)
+        except _user_errors() as exc:
+            raise _fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _registry(path: Path | None) -> Registry:
+    from station.config import load_config
+    from training.evaluate import STATION_CONFIG
+    from training.registry import Registry
+
+    if path is None:
+        cfg = load_config(STATION_CONFIG if STATION_CONFIG.is_file() else None)
+        path = cfg.resolve(cfg.model.registry)
+    return Registry(path)
+
+
+def _by(by: str | None) -> str:
+    return by or getpass.getuser()
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+def train_cmd(
+    config: ConfigOpt = None,
+    data: Annotated[str | None, typer.Option(help="data.yaml of the dataset.")] = None,
+    base_weights: Annotated[str | None, typer.Option(help="Checkpoint to fine-tune (.pt).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="Image size (px).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data-loader workers.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or a CUDA index such as 0.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stop patience (epochs).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run folder name under runs/.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run's last.pt.")] = False,
+    mosaic: Annotated[float | None, typer.Option(help="Mosaic probability.")] = None,
+    mixup: Annotated[float | None, typer.Option(help="Mixup probability.")] = None,
+    degrees: Annotated[float | None, typer.Option(help="Rotation range (±degrees).")] = None,
+    scale: Annotated[float | None, typer.Option(help="Scale gain range.")] = None,
+    fliplr: Annotated[float | None, typer.Option(help="Left-right flip probability.")] = None,
+    copy_paste: Annotated[float | None, typer.Option(help="Copy-paste probability.")] = None,
+    hsv_v: Annotated[float | None, typer.Option(help="Brightness jitter.")] = None,
+    close_mosaic: Annotated[int | None, typer.Option(help="Epochs without mosaic at the end.")] = None,
+    lr0: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
+    cos_lr: Annotated[bool | None, typer.Option("--cos-lr/--linear-lr", help="Learning-rate schedule.")] = None,
+) -> None:
+    """Fine-tune the detector (offline, seeded, resumable); prints one line per epoch."""
+    given = {k: v for k, v in locals().items() if k not in {"config", "resume"} and v is not None}
+    for key in ("data", "base_weights"):  # paths typed on the command line are relative to the shell's folder
+        if key in given:
+            given[key] = str(Path(given[key]).resolve())
+    from pydantic import ValidationError
+
+    from training.train import TrainConfig, TrainError, load_settings, train
+
+    settings = load_settings(config)
+    try:
+        cfg = TrainConfig.model_validate({**settings.train.model_dump(), **given, "resume": resume})
+    except ValidationError as exc:
+        raise TrainError("; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    result = train(cfg, progress=lambda s: typer.echo(s.line()))
+    best = result.best_epoch
+    typer.echo(f"run {result.run_dir}: best weights {result.best}"
+               + (f" (epoch {best.epoch}, mAP50 {best.metrics['map50']:.3f})" if best else ""))
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def _manifest_digest(manifest: Path | None, data: Path) -> str:
+    from training.export import ExportError
+    from training.manifest import Manifest
+
+    path = manifest or (data.parent if data.is_file() else data) / "manifest.json"
+    if not path.is_file():
+        if manifest is not None:
+            raise ExportError(f"manifest {manifest} not found; pass the manifest.json of the training dataset")
+        log.warning("no manifest.json beside %s: the model's sortloop_manifest is 'none'", data)
+        return "none"
+    try:
+        return Manifest.load(path).digest()
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _train_metrics(weights: Path) -> dict[str, float]:
+    summary = weights.parent.parent / "train_summary.json"
+    if not summary.is_file():
+        return {}
+    best = json.loads(summary.read_text()).get("best") or {}
+    return {k: float(v) for k, v in (best.get("metrics") or {}).items()}
+
+
+def export_cmd(
+    config: ConfigOpt = None,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint (default: runs/<name>/weights/best.pt).")] = None,
+    out: Annotated[Path | None, typer.Option(help="ONNX file to write (default: models/<version>.onnx).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: <run name>-<UTC time>).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset for parity images and the INT8 comparison.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="manifest.json of the training data.")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="Square input size (default: export.imgsz in the config, "
+                                               "else the training size).")] = None,
+    int8: Annotated[bool | None, typer.Option("--int8/--no-int8", help="Also write a dynamic-INT8 copy.")] = None,
+) -> None:
+    """Export a checkpoint to ONNX with metadata; fails loudly when ONNX and PyTorch disagree."""
+    from station.taxonomy import load_taxonomy
+    from training.evaluate import resolve_data
+    from training.export import export
+    from training.train import load_settings
+
+    s = load_settings(config)
+    weights = weights or s.train.run_dir / "weights" / "best.pt"
+    version = version or f"{s.train.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    data_path = data or s.train.resolve(s.train.data)
+    tax = load_taxonomy()
+    digest = _manifest_digest(manifest, data_path)
+    _, images = resolve_data(data_path, "val", tax)
+    size: int | tuple[int, int] = imgsz or (tuple(s.export.imgsz) if s.export.imgsz else s.train.imgsz)  # type: ignore[assignment]
+    result = export(weights, out or Path("models") / f"{version}.onnx", imgsz=size, taxonomy=tax,
+                    manifest_digest=digest, metrics=_train_metrics(weights), version=version,
+                    int8=s.export.int8 if int8 is None else int8, parity_images=images[: s.export.parity_images],
+                    eval_data=data_path, cfg=s.export)
+    p = result.parity
+    typer.echo(f"{result.onnx}: version {version}, parity ok on {p.images} images / {p.boxes} boxes "
+               f"(worst {p.max_box_px:.3f} px, {p.max_score:.5f} score)")
+    if result.int8 is not None:
+        delta = "not measured" if result.int8_map50_delta is None else f"{result.int8_map50_delta:+.4f}"
+        typer.echo(f"{result.int8}: INT8 mAP50 change vs fp32 {delta}")
+
+
+# ------------------------------------------------------------------------------------------------- eval
+
+
+def eval_cmd(
+    model: Annotated[Path, typer.Option(help="ONNX model.")],
+    data: Annotated[Path, typer.Option(help="data.yaml, YOLO folder or .txt list of images.")],
+    split: Annotated[str, typer.Option(help="Split of a data.yaml: train, val or test.")] = "test",
+    conf: Annotated[float | None, typer.Option(help="Operating threshold (default: configs/station.yaml).")] = None,
+    iou: Annotated[float, typer.Option(help="NMS IoU.")] = 0.5,
+    out: Annotated[Path | None, typer.Option(help="Folder for report.json, report.md and plots.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    register: Annotated[bool, typer.Option("--register", help="Add the model with this report to the registry.")]
+    = False,
+    manifest: Annotated[Path | None, typer.Option(help="Training manifest.json for the model card.")] = None,
+    registry: RegistryOpt = None,
+    by: ByOpt = None,
+) -> None:
+    """Evaluate a model through the station's detector: mAP, stream confusion, hazard recall, calibration."""
+    from training.evaluate import evaluate, save_report
+    from training.registry import model_card
+
+    report = evaluate(model, data, split=split, conf=conf, iou=iou)
+    if out is not None:
+        save_report(report, out)
+    if register:
+        mv = _registry(registry).add(model, model_card(model, report, manifest=manifest), report, by=_by(by))
+        typer.echo(f"registered {mv.version} at {mv.folder}", err=as_json)
+    typer.echo(report.to_json() if as_json else report.to_markdown())
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+
+def promote_cmd(
+    version: Annotated[str, typer.Argument(help="Registered version to promote.")],
+    config: ConfigOpt = None,
+    registry: RegistryOpt = None,
+    by: ByOpt = None,
+) -> None:
+    """Promote a version if the gate lets it (hazard recall first, then mAP50-95); the station hot-swaps."""
+    from training.train import load_settings
+
+    decision = _registry(registry).promote(version, load_settings(config).gate, _by(by))
+    typer.echo(f"promoted {version} (was {decision.current or 'none'})")
+
+
+def rollback_cmd(registry: RegistryOpt = None, by: ByOpt = None) -> None:
+    """Point the station back at the previously promoted version."""
+    mv = _registry(registry).rollback(_by(by))
+    typer.echo(f"rolled back to {mv.version}")
+
+
+def models_cmd(registry: RegistryOpt = None,
+               as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False) -> None:
+    """List registered versions with their gate metrics; * marks the promoted one."""
+    from training.registry import gate_metrics
+
+    reg = _registry(registry)
+    ptr = reg.pointer()
+    for mv in reg.versions():
+        m = gate_metrics(mv.report)
+        current = ptr is not None and ptr.version == mv.version
+        if as_json:
+            typer.echo(json.dumps({"version": mv.version, "current": current, "created": mv.report.created, **m}))
+            continue
+        recall = "n/a" if m["hazard_recall"] is None else f"{m['hazard_recall']:.3f}"
+        typer.echo(f"{'*' if current else ' '} {mv.version:<32} mAP50-95 {mv.report.map50_95:.4f}  "
+                   f"hazard recall {recall}  {mv.report.created}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands (and ``data`` when the dataset tools are installed) to ``app``."""
+    app.command("train")(user_errors(train_cmd))
+    app.command("export")(user_errors(export_cmd))
+    app.command("eval")(user_errors(eval_cmd))
+    app.command("promote")(user_errors(promote_cmd))
+    app.command("rollback")(user_errors(rollback_cmd))
+    app.command("models")(user_errors(models_cmd))
+    try:
+        from training.data_cli import data_app
+    except ImportError as exc:
+        log.debug("dataset commands unavailable: %s", exc)
+        return
+    app.add_typer(data_app, name="data")

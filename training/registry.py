@@ -1,0 +1,328 @@
+"""Model registry: versioned ONNX models with card and evaluation, a promotion gate and an audit trail.
+
+Layout under ``root`` (default ``models/registry``)::
+
+    <version>/model.onnx  card.md  eval.json
+    current.json          the promoted model; replaced atomically, the station watches it and hot-swaps
+    audit.jsonl           append-only: who, when, action, version, metrics, outcome, reasons
+
+The gate puts hazard recall first: a candidate that finds fewer batteries than the current model is refused
+whatever its mAP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from training.evaluate import EvalReport
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROOT = ROOT / "models" / "registry"
+POINTER = "current.json"
+AUDIT = "audit.jsonl"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+_EPS = 1e-9
+
+
+class RegistryError(ValueError):
+    """The registry cannot do what was asked; the message names the version or file and the fix."""
+
+
+class GateConfig(BaseModel):
+    """Promotion gate (the ``gate:`` section of configs/training.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_hazard_recall: float = Field(0.9, ge=0, le=1, description="Least item-level battery-hazard recall a "
+                                     "model must reach at the station's operating threshold to be promoted.")
+    map_tolerance: float = Field(0.01, ge=0, le=1, description="Largest mAP50-95 drop against the current "
+                                 "model (same validation data) a candidate may show and still be promoted.")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model."""
+
+    version: str
+    folder: Path
+    report: EvalReport
+
+    @property
+    def model(self) -> Path:
+        return self.folder / "model.onnx"
+
+    @property
+    def card(self) -> Path:
+        return self.folder / "card.md"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict on a candidate, with the numbers it compared."""
+
+    version: str
+    accepted: bool
+    reasons: list[str]
+    current: str | None
+    candidate_metrics: dict[str, float | None]
+    current_metrics: dict[str, float | None] | None
+
+
+class GateRefused(RegistryError):
+    """The promotion gate refused the candidate; ``decision.reasons`` says why."""
+
+    def __init__(self, decision: GateDecision) -> None:
+        self.decision = decision
+        super().__init__(f"promotion of {decision.version} refused: " + "; ".join(decision.reasons))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of audit.jsonl."""
+
+    at: str
+    by: str
+    action: str
+    """add, promote, rollback or record_eval"""
+    version: str
+    outcome: str
+    """ok, accepted or refused"""
+    reasons: list[str]
+    metrics: dict[str, float | None]
+    data_digest: str
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """Contents of current.json: the promoted version and the versions promoted before it (oldest first)."""
+
+    version: str
+    path: str
+    """Model file relative to the registry root (what the station's watcher loads)."""
+    promoted_at: str
+    by: str
+    history: list[str] = field(default_factory=list)
+
+
+def gate_metrics(report: EvalReport) -> dict[str, float | None]:
+    return {"hazard_recall": report.hazard_recall, "hazard_precision": report.hazard_precision,
+            "map50": report.map50, "map50_95": report.map50_95}
+
+
+def judge(candidate: EvalReport, current: EvalReport | None, gate: GateConfig) -> list[str]:
+    """Reasons to refuse ``candidate`` against ``current`` (empty: promote). Hazard recall comes first."""
+    reasons: list[str] = []
+    recall = candidate.hazard_recall
+    if recall is None:
+        reasons.append("its evaluation data holds no battery-hazard items, so hazard recall is unknown; "
+                       "evaluate on data with batteries")
+    elif recall < gate.min_hazard_recall - _EPS:
+        reasons.append(f"hazard recall {recall:.3f} is below the minimum {gate.min_hazard_recall:.3f}")
+    if current is None:
+        return reasons
+    if current.data_digest != candidate.data_digest:
+        reasons.append(f"evaluated on other data than the current model ({candidate.data_digest} vs "
+                       f"{current.data_digest}); evaluate both on the same validation set")
+        return reasons
+    if recall is not None and current.hazard_recall is not None and recall < current.hazard_recall - _EPS:
+        reasons.append(f"hazard recall {recall:.3f} is lower than the current model's "
+                       f"{current.hazard_recall:.3f}")
+    drop = current.map50_95 - candidate.map50_95
+    if drop > gate.map_tolerance + _EPS:
+        reasons.append(f"mAP50-95 {candidate.map50_95:.4f} is {drop:.4f} below the current model's "
+                       f"{current.map50_95:.4f} (tolerance {gate.map_tolerance:.4f})")
+    return reasons
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader sees the old or the new file, never a partial one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def onnx_version(onnx_path: Path) -> str | None:
+    """The ``sortloop_version`` metadata of an ONNX file, if any."""
+    return onnx_metadata(onnx_path).get("sortloop_version")
+
+
+class Registry:
+    """Versioned models under ``root`` with a promoted pointer and an audit trail."""
+
+    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def get(self, version: str) -> ModelVersion:
+        folder = self.root / version
+        eval_file = folder / "eval.json"
+        if not eval_file.is_file():
+            known = ", ".join(v.version for v in self.versions()) or "none"
+            raise RegistryError(f"model version {version!r} is not in {self.root} (known: {known}); "
+                                f"add it with `sortloop eval --model M --data D --register`")
+        return ModelVersion(version, folder, EvalReport.load(eval_file))
+
+    def versions(self) -> list[ModelVersion]:
+        """Registered versions, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [self.get(d.name) for d in self.root.iterdir() if (d / "eval.json").is_file()]
+        return sorted(found, key=lambda v: (v.report.created, v.version))
+
+    def pointer(self) -> Pointer | None:
+        path = self.root / POINTER
+        if not path.is_file():
+            return None
+        try:
+            return Pointer(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RegistryError(f"{path} is corrupt ({exc}); restore it from {self.root / AUDIT} or delete "
+                                f"it and promote again") from exc
+
+    def current(self) -> ModelVersion | None:
+        ptr = self.pointer()
+        return None if ptr is None else self.get(ptr.version)
+
+    def audit(self) -> list[AuditEntry]:
+        path = self.root / AUDIT
+        if not path.is_file():
+            return []
+        return [AuditEntry(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+    # ------------------------------------------------------------------------------------------ writing
+
+    def add(self, onnx_path: Path, card_md: str, report: EvalReport, *, version: str | None = None,
+            by: str = "unknown") -> ModelVersion:
+        """Copy a model with its card and evaluation into ``root/<version>/``."""
+        onnx_path = Path(onnx_path)
+        if not onnx_path.is_file():
+            raise RegistryError(f"model file {onnx_path} not found; export one with `sortloop export`")
+        inside = onnx_version(onnx_path)
+        if version and inside and version != inside:
+            raise RegistryError(f"version {version!r} differs from the model's sortloop_version {inside!r}; omit "
+                                f"the version or re-export with --version {version}")
+        name = version or inside or datetime.now(UTC).strftime("v%Y%m%d-%H%M%S")
+        if not _VERSION_RE.match(name):
+            raise RegistryError(f"version {name!r} is not a valid folder name; use letters, digits, . _ + -")
+        folder = self.root / name
+        if folder.exists():
+            raise RegistryError(f"version {name!r} is already registered at {folder}; export with another "
+                                f"--version")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
+        shutil.copyfile(onnx_path, tmp / "model.onnx")
+        (tmp / "card.md").write_text(card_md)
+        report.save(tmp / "eval.json")
+        os.replace(tmp, folder)
+        self._log(by, "add", name, report, "ok", [])
+        return ModelVersion(name, folder, report)
+
+    def promote(self, version: str, gate: GateConfig, by: str) -> GateDecision:
+        """Point current.json at ``version`` if the gate lets it; raises GateRefused with the reasons."""
+        candidate = self.get(version)
+        current = self.current()
+        if current is not None and current.version == version:
+            raise RegistryError(f"version {version!r} is already the current model")
+        reasons = judge(candidate.report, current.report if current else None, gate)
+        decision = GateDecision(version, not reasons, reasons, current.version if current else None,
+                                gate_metrics(candidate.report), gate_metrics(current.report) if current else None)
+        self._log(by, "promote", version, candidate.report, "accepted" if decision.accepted else "refused",
+                  reasons)
+        if not decision.accepted:
+            raise GateRefused(decision)
+        ptr = self.pointer()
+        history = [*ptr.history, ptr.version] if ptr else []
+        self._point(Pointer(version, f"{version}/model.onnx", _now(), by, history))
+        log.info("promoted %s (was %s) by %s", version, decision.current, by)
+        return decision
+
+    def rollback(self, by: str) -> ModelVersion:
+        """Point current.json back at the version promoted before the current one (no gate)."""
+        ptr = self.pointer()
+        if ptr is None or not ptr.history:
+            raise RegistryError(f"nothing to roll back to in {self.root}: no model was promoted before "
+                                f"{ptr.version if ptr else 'the (absent) current one'}")
+        target = self.get(ptr.history[-1])
+        self._point(Pointer(target.version, f"{target.version}/model.onnx", _now(), by, ptr.history[:-1]))
+        self._log(by, "rollback", target.version, target.report, "ok", [f"from {ptr.version}"])
+        log.info("rolled back from %s to %s by %s", ptr.version, target.version, by)
+        return target
+
+    def record_eval(self, version: str, report: EvalReport, by: str) -> ModelVersion:
+        """Replace a version's eval.json (e.g. after a new validation set); audited."""
+        mv = self.get(version)
+        atomic_write(mv.folder / "eval.json", report.to_json())
+        self._log(by, "record_eval", version, report, "ok", [])
+        return ModelVersion(version, mv.folder, report)
+
+    def _point(self, ptr: Pointer) -> None:
+        atomic_write(self.root / POINTER, json.dumps(asdict(ptr), indent=2))
+
+    def _log(self, by: str, action: str, version: str, report: EvalReport, outcome: str,
+             reasons: list[str]) -> None:
+        entry = AuditEntry(_now(), by, action, version, outcome, reasons, gate_metrics(report), report.data_digest)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / AUDIT).open("a") as f:
+            f.write(json.dumps(asdict(entry)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def onnx_metadata(onnx_path: Path) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _manifest_lines(manifest_path: Path | None) -> list[str]:
+    from training.manifest import Manifest
+
+    if manifest_path is None or not manifest_path.is_file():
+        return ["No dataset manifest was given: name the training data and its licences here."]
+    m = Manifest.load(manifest_path)
+    lines = [f"Dataset manifest `{m.digest()}` (seed {m.seed}).", "", "| source | licence | attribution | changes |",
+             "|---|---|---|---|"]
+    lines += [f"| {s.name} | {s.licence} | {s.attribution} | {s.changes} |" for s in m.sources]
+    share = ", ".join(f"{split} {v:.0%}" for split, v in m.synthetic_share.items())
+    lines += ["", f"Synthetic share of images (pasted scenes, simulator renders): {share or 'n/a'}."]
+    return lines
+
+
+def model_card(model: Path, report: EvalReport, *, manifest: Path | None = None) -> str:
+    """Markdown model card: provenance (ONNX metadata, dataset manifest) and the evaluation summary."""
+    meta = onnx_metadata(model)
+    version = meta.get("sortloop_version", model.stem)
+    lines = [f"# Model card: {version}", "",
+             f"- created: {meta.get('sortloop_created', 'unknown')}",
+             f"- taxonomy digest: {meta.get('sortloop_taxonomy', 'unknown')}",
+             f"- input size: {meta.get('imgsz', 'unknown')}, classes: {meta.get('names', 'unknown')}",
+             f"- training metrics: {meta.get('sortloop_metrics', '{}')}",
+             f"- base: Ultralytics YOLO ({meta.get('version', '?')}), AGPL-3.0", "", "## Training data", ""]
+    lines += _manifest_lines(manifest)
+    lines += ["", "## Evaluation", "", report.to_markdown().split("\n", 1)[1]]
+    return "\n".join(lines)
