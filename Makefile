@@ -44,3 +44,12 @@ bench: setup
 
 clean:
 	rm -rf var runs work .mypy_cache .ruff_cache .pytest_cache
+
+# The default model (models/sortloop-default.onnx): the command its model card names. CPU, about an hour.
+DATA_DIR ?= data/sortloop
+default-model: setup
+	$(BIN)/sortloop data build $(DATA_DIR) --seed 0 --synth-n 1000 --sim-n 1200 --limit 1000 --imgsz 640
+	$(BIN)/sortloop train --data $(DATA_DIR)/data.yaml --name default --epochs 7 --close-mosaic 2 --imgsz 320 \
+		--batch 16 --seed 0 --patience 50
+	$(BIN)/sortloop export --weights runs/default/weights/best.pt --out models/sortloop-default.onnx \
+		--version sortloop-default-1 --imgsz 320,576 --data $(DATA_DIR)/data.yaml

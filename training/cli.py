@@ -149,6 +149,20 @@ def _train_metrics(weights: Path) -> dict[str, float]:
     return {k: float(v) for k, v in (best.get("metrics") or {}).items()}
 
 
+def _pair(values: list[int]) -> tuple[int, int]:
+    return values[0], values[1]
+
+
+def _parse_size(text: str) -> int | tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise _fail(f"--imgsz {text!r}: give 320 or height,width such as 320,576") from None
+    if len(parts) not in (1, 2) or any(p % 32 or p <= 0 for p in parts):
+        raise _fail(f"--imgsz {text!r}: sizes must be positive multiples of 32 (e.g. 320 or 320,576)")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
 def export_cmd(
     config: ConfigOpt = None,
     weights: Annotated[Path | None, typer.Option(help="Checkpoint (default: runs/<name>/weights/best.pt).")] = None,
@@ -156,8 +170,9 @@ def export_cmd(
     version: Annotated[str | None, typer.Option(help="Model version (default: <run name>-<UTC time>).")] = None,
     data: Annotated[Path | None, typer.Option(help="Dataset for parity images and the INT8 comparison.")] = None,
     manifest: Annotated[Path | None, typer.Option(help="manifest.json of the training data.")] = None,
-    imgsz: Annotated[int | None, typer.Option(help="Square input size (default: export.imgsz in the config, "
-                                               "else the training size).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size: 320, or height,width such as 320,576 for a "
+                                               "16:9 camera (default: export.imgsz in the config, else the "
+                                               "training size).")] = None,
     int8: Annotated[bool | None, typer.Option("--int8/--no-int8", help="Also write a dynamic-INT8 copy.")] = None,
 ) -> None:
     """Export a checkpoint to ONNX with metadata; fails loudly when ONNX and PyTorch disagree."""
@@ -173,7 +188,7 @@ def export_cmd(
     tax = load_taxonomy()
     digest = _manifest_digest(manifest, data_path)
     _, images = resolve_data(data_path, "val", tax)
-    size: int | tuple[int, int] = imgsz or (tuple(s.export.imgsz) if s.export.imgsz else s.train.imgsz)  # type: ignore[assignment]
+    size = _parse_size(imgsz) if imgsz else (_pair(s.export.imgsz) if s.export.imgsz else s.train.imgsz)
     result = export(weights, out or Path("models") / f"{version}.onnx", imgsz=size, taxonomy=tax,
                     manifest_digest=digest, metrics=_train_metrics(weights), version=version,
                     int8=s.export.int8 if int8 is None else int8, parity_images=images[: s.export.parity_images],
