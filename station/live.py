@@ -79,6 +79,11 @@ class LiveView:
                 self._bins.popitem(last=False)
         self._scene = _Scene(frame, dets, names, line_x, self._recent, next(self._versions))
 
+    def latest_frame(self) -> Frame | None:
+        """The latest published frame as captured, unannotated (the console grabs it for missed-item reports)."""
+        scene = self._scene
+        return None if scene is None else scene.frame
+
     def jpeg(self) -> bytes | None:
         """The current annotated frame as JPEG, drawn once per frame; None before the first frame."""
         scene = self._scene

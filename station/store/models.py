@@ -35,7 +35,7 @@ NAMING = {
 
 ID = String(32)
 ROLES = ("operator", "engineer", "manager", "admin")
-CORRECTION_KINDS = ("reclass", "not_item", "missed_item")
+CORRECTION_KINDS = ("reclass", "not_item", "missed_item", "confirm")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -131,14 +131,21 @@ class User(Base):
 
 
 class Correction(Base):
-    """An operator's correction of a decision: feeds relabelling and retraining."""
+    """An operator's correction of a decision: feeds relabelling and retraining.
+
+    ``item_id`` is None for a missed item (one the station never decided). ``role`` is the author's role
+    when the correction was made (a higher role's answer wins a conflict); ``box`` is in pixels of the
+    image at ``frame_path`` (relative to the evidence folder). Migration 0002 added ``role``, ``confirm``
+    and the nullable ``item_id``.
+    """
 
     __tablename__ = "corrections"
     __table_args__ = (CheckConstraint(_one_of("kind", CORRECTION_KINDS), name="kind"),)
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    item_id: Mapped[str] = mapped_column(ForeignKey("items.item_id"), index=True)
-    username: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[str | None] = mapped_column(ForeignKey("items.item_id"), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float, index=True)
     kind: Mapped[str] = mapped_column(String(16))
     before_class: Mapped[str | None] = mapped_column(String(64))
@@ -160,3 +167,13 @@ class QuarantineEntry(Base):
     handled_by: Mapped[str] = mapped_column(String(64))
     handled_at: Mapped[float] = mapped_column(Float)
     checklist: Mapped[dict[str, bool]] = mapped_column(JSON)
+
+
+class ConsoleSecret(Base):
+    """Secrets the console keeps in the database (e.g. the session signing key), created on first use."""
+
+    __tablename__ = "console_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Float)

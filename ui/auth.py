@@ -1,0 +1,309 @@
+"""Console accounts, roles and sessions: argon2 password hashes, signed expiring session cookies, permissions.
+
+One login serves the Gradio console (through ``gr.mount_gradio_app(auth_dependency=…)``) and the console's
+API write endpoints (through ``Auth.dependency``). Every check happens on the server; hiding a tab is only
+a courtesy. The login form lives at ``/login`` (see ``router``).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import html
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from string import Template
+from typing import Annotated
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.requests import HTTPConnection
+
+from station.store.models import ROLES
+from ui.repo import ConsoleRepo, UserRecord
+
+log = logging.getLogger(__name__)
+
+COOKIE = "sortloop_session"
+MIN_PASSWORD = 10
+STATIC = Path(__file__).resolve().parent / "static"
+_hasher = PasswordHasher()
+
+
+class Perm(StrEnum):
+    OPERATE = "operate"
+    REVIEW = "review"
+    QUARANTINE_LOG = "quarantine_log"
+    EXPORT = "export"
+    RESOLVE = "resolve"
+    REPORTS = "reports"
+    ENGINEER = "engineer"
+    USERS = "users"
+
+
+P = Perm
+GRANTS: dict[str, frozenset[Perm]] = {
+    "operator": frozenset({P.OPERATE, P.REVIEW, P.QUARANTINE_LOG}),
+    "engineer": frozenset({P.OPERATE, P.REVIEW, P.QUARANTINE_LOG, P.EXPORT, P.RESOLVE, P.REPORTS, P.ENGINEER}),
+    "manager": frozenset({P.QUARANTINE_LOG, P.REPORTS}),
+    "admin": frozenset(Perm),
+}
+# A correction by a higher rank wins a conflict (see ui.corrections.resolve).
+RANK = {"operator": 1, "manager": 1, "engineer": 2, "admin": 3}
+DOING = {
+    P.OPERATE: "correct items or acknowledge hazards", P.REVIEW: "use the review queue",
+    P.QUARANTINE_LOG: "read the quarantine log", P.EXPORT: "export corrections as a dataset",
+    P.RESOLVE: "resolve conflicting corrections", P.REPORTS: "open reports", P.ENGINEER: "open the engineer view",
+    P.USERS: "manage users",
+}
+
+
+class AuthError(Exception):
+    """Base of the console's refusals; ``status`` is the HTTP status to answer with."""
+
+    status = 401
+
+
+class LoginFailedError(AuthError):
+    pass
+
+
+class NotLoggedInError(AuthError):
+    pass
+
+
+class SessionExpiredError(NotLoggedInError):
+    pass
+
+
+class ForbiddenError(AuthError):
+    status = 403
+
+
+class WeakPasswordError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """The logged-in user as the views see it (what ``user_state`` holds)."""
+
+    username: str
+    role: str
+
+    def can(self, perm: Perm | str) -> bool:
+        return Perm(perm) in GRANTS.get(self.role, frozenset())
+
+    @property
+    def rank(self) -> int:
+        return RANK.get(self.role, 0)
+
+
+def roles_with(perm: Perm) -> list[str]:
+    return [r for r in ROLES if perm in GRANTS[r]]
+
+
+def forbidden(user: ConsoleUser, perm: Perm) -> ForbiddenError:
+    return ForbiddenError(f"forbidden (403): role {user.role} may not {DOING[perm]}; that needs "
+                          f"{' or '.join(roles_with(perm))}")
+
+
+def check_password(username: str, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise WeakPasswordError(f"password too short ({len(password)} characters); use at least {MIN_PASSWORD}")
+    if password.lower() == username.lower():
+        raise WeakPasswordError("password equals the user name; choose another")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SessionCodec:
+    """Session tokens ``<user>.<expiry>.<hmac>``: signed with the database's key, valid ``ttl_s`` seconds."""
+
+    def __init__(self, key: bytes, ttl_s: float) -> None:
+        self._key, self.ttl_s = key, ttl_s
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+
+    def issue(self, username: str, now: float | None = None) -> str:
+        expires = int((time.time() if now is None else now) + self.ttl_s)
+        payload = f"{_b64(username.encode())}.{expires}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def read(self, token: str, now: float | None = None) -> tuple[str, float]:
+        """(username, expiry) of a valid token; raises ``SessionExpiredError`` or ``NotLoggedInError``."""
+        try:
+            user_b64, expires_text, sig = token.split(".")
+            payload = f"{user_b64}.{expires_text}"
+            if not hmac.compare_digest(sig, self._sign(payload)):
+                raise ValueError("bad signature")
+            username, expires = _unb64(user_b64).decode(), float(expires_text)
+        except (ValueError, UnicodeDecodeError):
+            raise NotLoggedInError("your session is not valid (signed by another station or altered); "
+                                   "log in again") from None
+        if expires <= (time.time() if now is None else now):
+            raise SessionExpiredError("your session expired; log in again")
+        return username, expires
+
+
+class Auth:
+    """Logs users in and finds the user of a request."""
+
+    def __init__(self, repo: ConsoleRepo, codec: SessionCodec, *, secure: bool = False) -> None:
+        self.repo, self.codec, self.secure = repo, codec, secure
+
+    def login(self, username: str, password: str) -> tuple[ConsoleUser, str]:
+        record = self.repo.get_user(username)
+        # verify even for unknown users, so timing does not tell which names exist
+        ok = verify_password(record.password_hash if record else _dummy_hash(), password)
+        if record is None or not ok:
+            raise LoginFailedError("wrong user name or password")
+        if record.disabled:
+            raise LoginFailedError(f"account {username!r} is disabled; ask an admin")
+        return ConsoleUser(record.username, record.role), self.codec.issue(record.username)
+
+    def known(self, username: str) -> ConsoleUser:
+        """The enabled user of that name (as the database says now)."""
+        record: UserRecord | None = self.repo.get_user(username)
+        if record is None or record.disabled:
+            raise NotLoggedInError(f"account {username!r} no longer exists or is disabled; log in again")
+        return ConsoleUser(record.username, record.role)
+
+    def user(self, conn: HTTPConnection) -> ConsoleUser:
+        token = conn.cookies.get(COOKIE)
+        if not token:
+            raise NotLoggedInError("log in to use the console")
+        username, _ = self.codec.read(token)
+        return self.known(username)
+
+    def username(self, request: Request) -> str | None:
+        """Gradio's ``auth_dependency``: the user name of a valid session, else None (Gradio answers 401)."""
+        try:
+            return self.user(request).username
+        except AuthError:
+            return None
+
+    def require(self, user: ConsoleUser, perm: Perm) -> ConsoleUser:
+        if not user.can(perm):
+            log.warning("refused: %s (%s) tried to %s", user.username, user.role, DOING[perm])
+            raise forbidden(user, perm)
+        return user
+
+    def dependency(self, perm: Perm) -> Callable[[Request], ConsoleUser]:
+        """A FastAPI dependency: the request's user, or 401 (not logged in / expired) or 403 (role)."""
+
+        def current(request: Request) -> ConsoleUser:
+            try:
+                return self.require(self.user(request), perm)
+            except AuthError as exc:
+                raise HTTPException(exc.status, str(exc)) from None
+
+        return current
+
+
+def request_user(auth: Auth, request: object, perm: Perm | None = None) -> ConsoleUser:
+    """The user of a Gradio event (``gr.Request.username``, set through the auth dependency), checked for
+    ``perm``; raises ``NotLoggedInError`` or ``ForbiddenError``."""
+    username = getattr(request, "username", None)
+    if not username:
+        raise NotLoggedInError("log in to use the console")
+    user = auth.known(str(username))
+    return user if perm is None else auth.require(user, perm)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("not a real password, only for timing")
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ui/"
+
+
+NOTICES = {
+    "expired": "Your session expired. Please log in again.",
+    "login": "Please log in to use the console.",
+    "out": "You are logged out.",
+}
+
+
+def login_page(message: str, *, next_url: str = "/ui/", error: bool = False, status: int = 200,
+               username: str = "") -> HTMLResponse:
+    page = Template((STATIC / "login.html").read_text())
+    body = page.substitute(message=html.escape(message), next=html.escape(next_url, quote=True),
+                           kind="error" if error else "notice", hidden="" if message else "hidden",
+                           username=html.escape(username, quote=True))
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def router(auth: Auth) -> APIRouter:
+    """``/login`` (form), ``/logout`` and ``/auth/session`` (who am I; 401 with the reason otherwise)."""
+    r = APIRouter(tags=["console auth"])
+
+    @r.get("/login", response_class=HTMLResponse)
+    def login_form(next: str | None = None, e: str | None = None) -> HTMLResponse:
+        message = NOTICES.get(e or "", "")
+        if not auth.repo.users():
+            message = "No account exists yet. Create the first admin on the station: sortloop users create-admin"
+        return login_page(message, next_url=_safe_next(next), error=e == "expired")
+
+    @r.post("/login", response_class=HTMLResponse)
+    def login_submit(username: Annotated[str, Form()], password: Annotated[str, Form()],
+                     next: Annotated[str, Form()] = "/ui/") -> Response:
+        try:
+            user, token = auth.login(username.strip(), password)
+        except LoginFailedError as exc:
+            log.info("failed login for %r", username)
+            return login_page(f"Login refused: {exc}.", next_url=_safe_next(next), error=True, status=401,
+                              username=username.strip()[:64])
+        log.info("%s (%s) logged in", user.username, user.role)
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie(COOKIE, token, max_age=int(auth.codec.ttl_s) + 86_400, httponly=True,
+                            samesite="lax", secure=auth.secure, path="/")
+        return response
+
+    @r.api_route("/logout", methods=["GET", "POST"])
+    def logout() -> Response:
+        response = RedirectResponse("/login?e=out", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @r.get("/auth/session")
+    def session(request: Request) -> JSONResponse:
+        try:
+            user = auth.user(request)
+        except AuthError as exc:
+            reason = "expired" if isinstance(exc, SessionExpiredError) else "login"
+            return JSONResponse({"detail": str(exc), "reason": reason}, status_code=401)
+        return JSONResponse({"username": user.username, "role": user.role,
+                             "permissions": sorted(p.value for p in GRANTS[user.role])})
+
+    return r
