@@ -179,9 +179,15 @@ def _alarms_router(store: Store) -> APIRouter:
         return [AlarmOut.from_record(a) for a in store.alarms(active_only=active, limit=limit)]
 
     @router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut,
-                 responses={404: {"description": "No such alarm."}})
+                 responses={404: {"description": "No such alarm."},
+                            409: {"description": "A hazard alarm: acknowledged only through the console."}})
     def ack(alarm_id: str, body: AckRequest) -> AlarmOut:
-        """Acknowledge an alarm (the first acknowledgement is kept)."""
+        """Acknowledge an alarm (the first acknowledgement is kept). Hazard alarms are refused here: they are
+        acknowledged in the console, through the safe-removal checklist and the quarantine log."""
+        alarm = store.get_alarm(alarm_id)
+        if alarm is not None and alarm.kind.startswith("hazard."):
+            raise HTTPException(409, f"alarm {alarm_id} is a {alarm.kind} alarm: acknowledge it in the console "
+                                "(/ui, Hazards) through the safe-removal checklist, so it enters the quarantine log")
         try:
             return AlarmOut.from_record(store.ack_alarm(alarm_id, by=body.by))
         except NotFoundError as exc:

@@ -172,14 +172,19 @@ def test_alarms_list_and_ack(parts: tuple[Store, FixedStatus, LiveView, StationM
     store = parts[0]
     hazard = Alarm("hazard.battery", "battery on the belt", Severity.CRITICAL, raised_at=T0)
     store.add_alarm(hazard)
-    store.add_alarm(Alarm("source.lost", "camera lost", raised_at=T0 + 5))
+    lost = Alarm("source.lost", "camera lost", raised_at=T0 + 5)
+    store.add_alarm(lost)
     assert len(client.get("/api/alarms?active=true").json()) == 2
-    r = client.post(f"/api/alarms/{hazard.alarm_id}/ack", json={"by": "ana"})
+    r = client.post(f"/api/alarms/{lost.alarm_id}/ack", json={"by": "ana"})
     assert r.status_code == 200 and r.json()["acknowledged_by"] == "ana" and r.json()["active"] is False
-    assert [a["kind"] for a in client.get("/api/alarms?active=true").json()] == ["source.lost"]
+    assert [a["kind"] for a in client.get("/api/alarms?active=true").json()] == ["hazard.battery"]
+    # a hazard is acknowledged only through the console's checklist, never by a bare API call
+    r = client.post(f"/api/alarms/{hazard.alarm_id}/ack", json={"by": "ana"})
+    assert r.status_code == 409 and "checklist" in r.json()["detail"]
+    assert store.get_alarm(hazard.alarm_id).acknowledged_at is None
     assert len(client.get("/api/alarms").json()) == 2
     assert client.post("/api/alarms/nope/ack", json={"by": "ana"}).status_code == 404
-    assert client.post(f"/api/alarms/{hazard.alarm_id}/ack", json={"by": ""}).status_code == 422
+    assert client.post(f"/api/alarms/{lost.alarm_id}/ack", json={"by": ""}).status_code == 422
 
 
 def test_metrics_endpoint(parts: tuple[Store, FixedStatus, LiveView, StationMetrics], client: TestClient) -> None:

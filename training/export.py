@@ -96,7 +96,7 @@ def _compare(image: str, pt: tuple[np.ndarray, np.ndarray, np.ndarray], ox: tupl
     """Match PyTorch boxes to ONNX boxes of the same class; returns a failure message or None."""
     from training.evaluate import box_iou
 
-    (pb, ps, pc), (ob, os_, oc) = pt, ox
+    (pb, ps, pc), (ob, os_, oc) = _with_area(pt), _with_area(ox)
     iou = box_iou(pb, ob) * (pc[:, None] == oc[None, :])
     unmatched_o = set(range(len(ob)))
     for i in np.argsort(-ps, kind="stable"):
@@ -119,6 +119,14 @@ def _compare(image: str, pt: tuple[np.ndarray, np.ndarray, np.ndarray], ox: tupl
         return f"{image}: ONNX box {_box(ob[extra[0]], oc[extra[0]], os_[extra[0]])} has no PyTorch counterpart " \
                f"({len(extra)} such)"
     return None
+
+
+def _with_area(r: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes with an area: one lying wholly in the letterbox padding clips to a line on the image edge, and
+    the two NMS implementations may keep or drop such a box differently; it is no item either way."""
+    xyxy, score, cls = r
+    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    return xyxy[keep], score[keep], cls[keep]
 
 
 def _box(xyxy: np.ndarray, cls: np.integer | int, score: np.floating | float) -> str:

@@ -238,6 +238,11 @@ class Store:
                 row.acknowledged_by = by
             return convert.alarm_record(row)
 
+    def get_alarm(self, alarm_id: str) -> AlarmRecord | None:
+        with self._session() as s:
+            row = s.get(AlarmRow, alarm_id)
+            return None if row is None else convert.alarm_record(row)
+
     def active_alarms(self) -> list[AlarmRecord]:
         return self.alarms(active_only=True)
 
