@@ -196,7 +196,13 @@ def _serve(built: object, cfg: StationConfig, duration: float | None) -> None:
     live = st.live
     web = create_app(st.store, st, live, st.metrics, cfg)
     _mount_console(web, st, cfg)
-    server = uvicorn.Server(uvicorn.Config(web, host=cfg.api.host, port=cfg.api.port, log_level="warning"))
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            live.close()  # end open MJPEG responses first, or uvicorn waits on them
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    server = _Server(uvicorn.Config(web, host=cfg.api.host, port=cfg.api.port, log_level="warning",
+                                    timeout_graceful_shutdown=3))
     st.start()
     if built.watcher:
         built.watcher.start()
