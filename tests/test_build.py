@@ -1,0 +1,184 @@
+"""A tiny dataset build on project-made images (and a small one on ../shared when it is there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from station.taxonomy import load_taxonomy
+from training.build import BuildError, build_dataset
+from training.manifest import Manifest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def photo(seed: int, w: int = 160, h: int = 120) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), rng.integers(0, 255, 3), np.uint8)
+    for _ in range(5):
+        c = tuple(int(v) for v in rng.integers(0, min(w, h), 2))
+        cv2.circle(img, c, int(rng.integers(8, 40)), tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+    return img
+
+
+def white_crop(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((120, 120, 3), 245, np.uint8)
+    colour = tuple(int(v) for v in rng.integers(0, 150, 3))
+    cv2.ellipse(img, (60, 60), (int(rng.integers(20, 40)), int(rng.integers(15, 30))), int(rng.integers(0, 180)),
+                0, 360, colour, -1)
+    return img
+
+
+@pytest.fixture
+def fake_shared(tmp_path: Path) -> tuple[Path, Path]:
+    """A shared root with one box source (YOLO, with a planted near-duplicate and a corrupt image) and one
+    crop source (train/val class folders on white), plus their class maps."""
+    root = tmp_path / "shared"
+    boxes = root / "datasets" / "boxes"
+    (boxes / "images").mkdir(parents=True)
+    (boxes / "labels").mkdir()
+    (boxes / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [Bottle, Phone, Junk]\n")
+    for i in range(20):
+        cv2.imwrite(str(boxes / "images" / f"p{i:02d}.jpg"), photo(i))
+        (boxes / "labels" / f"p{i:02d}.txt").write_text(f"{i % 2} 0.5 0.5 0.3 0.4\n2 0.2 0.2 0.1 0.1\n")
+    near = np.clip(cv2.resize(photo(0), (140, 105)).astype(np.int16) + 10, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(boxes / "images" / "zz_copy.jpg"), near, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    (boxes / "labels" / "zz_copy.txt").write_text("0 0.5 0.5 0.3 0.4\n")
+    (boxes / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not an image")
+    crops = root / "datasets" / "crops"
+    for split, n in (("train", 6), ("val", 3)):
+        for cls in ("Cell", "Board"):
+            d = crops / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(d / f"{cls}{i}.jpg"), white_crop(100 * len(split) + 10 * len(cls) + i))
+    maps = tmp_path / "sources"
+    maps.mkdir()
+    common = "licence: test\nattribution: made by the test\n"
+    (maps / "boxes.yaml").write_text(f"name: boxes\npath: datasets/boxes\nkind: boxes\n{common}"
+                                     "classes: {Bottle: plastic, Phone: phone, Junk: drop}\n")
+    (maps / "crops.yaml").write_text(f"name: crops\npath: datasets/crops\nkind: crops\n{common}"
+                                     "folders: {train: train, val: heldout}\nclasses: {Cell: battery, Board: pcb}\n")
+    return root, maps
+
+
+def _labels(out: Path, split: str) -> dict[str, list[list[float]]]:
+    return {p.stem: [[float(v) for v in ln.split()] for ln in p.read_text().splitlines()]
+            for p in sorted((out / "labels" / split).glob("*.txt"))}
+
+
+def test_tiny_build(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
+    root, maps = fake_shared
+    out = tmp_path / "ds"
+    tax = load_taxonomy()
+    m = build_dataset(out, shared_root=root, sources_dir=maps, seed=1, synth_n=10, sim_n=10, imgsz=160,
+                      fractions=(0.6, 0.2, 0.2), workers=1)
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["path"] == str(out.resolve()) and list(data["names"].values()) == tax.names
+    assert m.validation == {"corrupt_image": 1}
+    assert m.class_maps["boxes"]["Junk"] == "drop" and m.taxonomy_digest == tax.digest
+    # real photos are symlinks into the shared root; their labels use taxonomy indices; Junk boxes are gone
+    split_of = {}
+    for split in ("train", "val", "test"):
+        for img in (out / "images" / split).iterdir():
+            assert img.is_symlink()
+            split_of[img.stem] = split
+            if img.stem.startswith("boxes__"):
+                assert img.resolve().is_relative_to(root)
+        for stem, rows in _labels(out, split).items():
+            mapped = {tax.index(c) for c in ("plastic", "phone", "battery", "pcb")}
+            assert stem.startswith("sim__") or all(int(r[0]) in mapped for r in rows)
+    assert split_of["boxes__p00"] == split_of["boxes__zz_copy"]  # the near-duplicate follows its original
+    assert sum(m.images[s].get("boxes", 0) for s in m.images) == 21
+    assert sum(m.images[s].get("synth-belt", 0) + m.images[s].get("synth-real", 0) for s in m.images) == 10
+    assert sum(m.images[s].get("sim", 0) for s in m.images) == 10
+    assert set().union(*m.counts.values()) - {"plastic", "phone", "battery", "pcb"}  # procedural sim classes
+    # simulator renders drawn from cut-outs use only the cut-outs of their split: held-out crops never in train
+    # (a train crop that duplicates a held-out one moves to the held-out side), no cut-out in two splits
+    seen: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        for link in (out / "work" / "sprites" / split).rglob("*.png"):
+            assert split != "train" or "__val__" not in link.name
+            assert seen.setdefault(link.name, split) == split
+    assert seen
+    # counts in the manifest are the labels on disk
+    for split in ("train", "val", "test"):
+        on_disk = sum(len(rows) for rows in _labels(out, split).values())
+        assert on_disk == sum(m.counts[split].values())
+    # held-out crops: only the val folder, listed for evaluation, never in train
+    battery = (out / m.lists["test_battery_crops"]).read_text().split()
+    assert battery and all("/val/Cell/" in str(Path(p).resolve()) for p in battery)
+    assert not any("/crops/" in str(p.resolve()) for p in (out / "images" / "train").iterdir())
+    assert {"test_boxes", "train_synth-belt"} <= set(m.lists)
+    assert Manifest.load(out / "manifest.json").digest() == m.digest()
+    assert len(m.files) == sum(len(list((out / "labels" / s).glob("*.txt"))) for s in ("train", "val", "test",
+                                                                                         "crops"))
+
+
+def test_build_is_deterministic(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
+    root, maps = fake_shared
+    kw = {"shared_root": root, "sources_dir": maps, "seed": 3, "synth_n": 40, "sim_n": 12, "imgsz": 96}
+    a = build_dataset(tmp_path / "a", **kw, workers=1)  # type: ignore[arg-type]
+    b = build_dataset(tmp_path / "b", **kw, workers=2)  # type: ignore[arg-type]  # processes change nothing
+    assert a.digest() == b.digest()
+    gen_a = sorted((tmp_path / "a" / "generated").rglob("*.jpg"))
+    gen_b = sorted((tmp_path / "b" / "generated").rglob("*.jpg"))
+    assert [p.read_bytes() for p in gen_a] == [p.read_bytes() for p in gen_b] and gen_a
+    c = build_dataset(tmp_path / "a", **{**kw, "seed": 4}, workers=1)  # type: ignore[arg-type]
+    assert c.digest() != a.digest()
+
+
+def test_build_refuses_to_write_into_shared(fake_shared: tuple[Path, Path]) -> None:
+    root, maps = fake_shared
+    with pytest.raises(BuildError, match="inside the shared data"):
+        build_dataset(root / "datasets" / "out", shared_root=root, sources_dir=maps, synth_n=0, sim_n=0)
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "trashnetpp").is_dir(), reason="needs ../shared")
+def test_small_build_on_shared_data(tmp_path: Path) -> None:
+    m = build_dataset(tmp_path / "ds", shared_root=SHARED, seed=0, synth_n=8, sim_n=4, limit_per_source=12,
+                      imgsz=160, workers=1)
+    assert {s.name for s in m.sources} == {"trashnetpp", "ewaste-devices", "ewaste-classes", "trashnet-objects"}
+    assert sum(m.images["train"].values()) > 0 and m.synthetic_share["train"] > 0
+    assert "trashnetpp:E-waste" in m.refinement
+    for img in (tmp_path / "ds" / "images" / "train").iterdir():
+        assert img.is_symlink()
+    assert not any(p.name.endswith(".cache") for p in SHARED.rglob("*.cache"))
+
+
+def test_project_source_maps_are_valid() -> None:
+    from training.sources import load_source_maps
+
+    maps = {m.name: m for m in load_source_maps(taxonomy=load_taxonomy())}
+    assert set(maps) == {"trashnetpp", "ewaste-devices", "ewaste-classes", "trashnet-objects"}
+    assert maps["trashnetpp"].refine["E-waste"].teacher_classes["tv"] == "monitor"
+    assert maps["ewaste-classes"].classes["Microwave"] == "drop"
+    assert maps["trashnet-objects"].overrides["metal/metal5.jpg"] == "metal"
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("classes: {A: toaster}", "not in the taxonomy"),
+    ("classes: {A: battery}\ncolour: red", "Extra inputs are not permitted"),
+    ("classes: {A: battery}\nrefine: {B: {teacher: t.onnx, fallback: e_device, teacher_classes: {}}}",
+     "not in classes"),
+])
+def test_bad_source_maps_name_the_file(tmp_path: Path, body: str, match: str) -> None:
+    from training.sources import SourceError, load_source_map
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: x\npath: datasets/x\nkind: boxes\nlicence: l\nattribution: a\n{body}\n")
+    with pytest.raises(SourceError, match=match) as err:
+        load_source_map(path, load_taxonomy())
+    assert str(path) in str(err.value)
+
+
+def test_limit_spreads_over_the_source() -> None:
+    from training.sources import spread
+
+    assert spread(list(range(10)), 3) == [0, 3, 6]
+    assert spread([1, 2], 5) == [1, 2] and spread([1, 2], None) == [1, 2]

@@ -1,0 +1,1 @@
+"""Data → model: dataset formats, validation, splits, synthetic scenes, training, export, evaluation."""

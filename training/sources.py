@@ -1,0 +1,282 @@
+"""Data sources and their class maps (``datasets/sources/*.yaml``): source label → taxonomy class or ``drop``.
+
+A box source (YOLO) is read into ``Sample`` s with taxonomy class names; a crop source (class folders of
+single-object photos) is listed as ``Crop`` s for cut-outs. Coarse labels (trashnetpp "E-waste") are refined
+on purpose by a COCO-pretrained teacher (``refine_coarse``); its outputs are cached in the work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from station.taxonomy import Taxonomy
+from training.formats import Box, Sample, list_images, read_yolo
+
+log = logging.getLogger(__name__)
+
+SOURCES_DIR = Path(__file__).resolve().parent.parent / "datasets" / "sources"
+DROP = "drop"
+T = TypeVar("T")
+
+
+class SourceError(ValueError):
+    """A source map or a source folder is missing or malformed; the message names the path and the fix."""
+
+
+class RefineRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    teacher: str = Field(description="Teacher ONNX detector, relative to the shared root.")
+    min_iou: float = Field(0.5, gt=0, le=1, description="IoU a teacher box needs with the coarse box.")
+    min_score: float = Field(0.3, gt=0, le=1, description="Teacher score needed to give the fine class.")
+    fallback: str = Field(description="Taxonomy class when no teacher box qualifies.")
+    teacher_classes: dict[str, str] = Field(description="Teacher class name → taxonomy class.")
+
+
+class SourceMap(BaseModel):
+    """One ``datasets/sources/<name>.yaml`` file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Source name used in file names, manifests and test lists.")
+    path: str = Field(description="Folder of the source, relative to the shared root.")
+    kind: Literal["boxes", "crops"] = Field(description="boxes: a detection dataset; crops: class folders.")
+    format: Literal["yolo"] = Field("yolo", description="Label format of a box source.")
+    licence: str = Field(description="Licence of the data.")
+    attribution: str = Field(description="Attribution text for model cards.")
+    changes: str = Field("", description="What was changed (CC BY asks for a note of changes).")
+    classes: dict[str, str] = Field(description="Source label → taxonomy class, or 'drop'.")
+    refine: dict[str, RefineRule] = Field(default_factory=dict,
+                                          description="Coarse source labels refined by a teacher detector.")
+    folders: dict[str, Literal["train", "heldout", "split"]] = Field(
+        default_factory=dict, description="Crop sources: sub-folder → train (train scenes only), heldout "
+        "(val/test scenes only) or split (by near-duplicate group).")
+    overrides: dict[str, str] = Field(default_factory=dict,
+                                      description="Per-file class (path relative to the source) or 'drop'.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceMap:
+        unknown = sorted(set(self.refine) - set(self.classes))
+        if unknown:
+            raise ValueError(f"refine: labels {unknown} are not in classes; add them to classes first")
+        if self.kind == "crops" and not self.folders:
+            raise ValueError("crops source needs folders: {sub-folder: train|heldout|split}")
+        return self
+
+    def check(self, taxonomy: Taxonomy, origin: Path) -> None:
+        """Every target class must be in the taxonomy (or be 'drop')."""
+        targets = set(self.classes.values()) | set(self.overrides.values())
+        for rule in self.refine.values():
+            targets |= {rule.fallback, *rule.teacher_classes.values()}
+        bad = sorted(t for t in targets if t != DROP and t not in taxonomy)
+        if bad:
+            raise SourceError(f"{origin}: classes {bad} are not in the taxonomy; use one of "
+                              f"{', '.join(taxonomy.names)} or 'drop'")
+
+    def target(self, label: str) -> str:
+        return self.classes.get(label, label)
+
+
+def load_source_map(path: Path, taxonomy: Taxonomy | None = None) -> SourceMap:
+    if not path.is_file():
+        raise SourceError(f"source map {path} not found; see datasets/sources/*.yaml for examples")
+    try:
+        smap = SourceMap.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise SourceError(f"source map {path} is invalid: {exc}") from exc
+    if taxonomy is not None:
+        smap.check(taxonomy, path)
+    return smap
+
+
+def load_source_maps(folder: Path = SOURCES_DIR, taxonomy: Taxonomy | None = None) -> list[SourceMap]:
+    return [load_source_map(p, taxonomy) for p in sorted(folder.glob("*.yaml"))]
+
+
+def source_root(smap: SourceMap, shared_root: Path) -> Path:
+    root = shared_root / smap.path
+    if not root.is_dir():
+        raise SourceError(f"source {smap.name}: folder {root} not found; pass --shared-root pointing at the "
+                          "folder that holds datasets/ and weights/")
+    return root
+
+
+# ------------------------------------------------------------------------------------------ box sources
+
+_RF_SUFFIX = re.compile(r"\.rf\.[0-9a-f]{16,}$")
+
+
+def parent_key(stem: str) -> str:
+    """Roboflow augmented copies share the name before ``.rf.<hash>``: one group per original photo."""
+    return _RF_SUFFIX.sub("", stem)
+
+
+@dataclass
+class MapStats:
+    """Boxes per source label → target class, and boxes dropped by the map."""
+
+    mapped: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+def map_sample(s: Sample, smap: SourceMap, root: Path, stats: MapStats, *, coarse_fallback: bool = False) -> Sample:
+    """Source labels → taxonomy classes. Coarse labels stay as they are for ``refine_coarse`` (or become the
+    rule's fallback class with ``coarse_fallback``)."""
+    rel = str(s.image_path.relative_to(root)) if s.image_path.is_relative_to(root) else s.image_path.name
+    override = smap.overrides.get(rel)
+    boxes = []
+    for b in s.boxes:
+        target = override or smap.target(b.class_name)
+        if target == DROP:
+            stats.dropped[b.class_name] += 1
+            continue
+        stats.mapped[f"{b.class_name} → {target}"] += 1
+        rule = smap.refine.get(b.class_name)
+        if rule is None:
+            boxes.append(Box(b.xyxy, target))
+        else:
+            boxes.append(Box(b.xyxy, rule.fallback) if coarse_fallback else b)
+    return replace(s, boxes=boxes, group=f"{smap.name}:{parent_key(s.image_path.stem)}")
+
+
+def spread(items: Sequence[T], limit: int | None) -> list[T]:
+    """At most ``limit`` items, evenly spaced over the (sorted) list: every split and name range is sampled."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
+def read_box_source(smap: SourceMap, shared_root: Path, limit: int | None = None) -> tuple[list[Sample], MapStats]:
+    """Samples of a box source with taxonomy classes (coarse labels kept as-is for ``refine_coarse``);
+    ``limit`` keeps an evenly spread subset."""
+    root = source_root(smap, shared_root)
+    samples = read_yolo(root, source=smap.name)
+    samples = spread(samples, limit)
+    stats = MapStats()
+    return [map_sample(s, smap, root, stats) for s in samples], stats
+
+
+# ----------------------------------------------------------------------------------------- crop sources
+
+
+@dataclass(frozen=True)
+class Crop:
+    """One single-object photo of a crop source."""
+
+    image_path: Path
+    class_name: str
+    source: str
+    pool: Literal["train", "heldout", "split"]
+    group: str
+
+
+def read_crop_source(smap: SourceMap, shared_root: Path, limit: int | None = None) -> tuple[list[Crop], MapStats]:
+    """Crops of the mapped classes; ``limit`` caps the crops per class folder."""
+    root = source_root(smap, shared_root)
+    stats = MapStats()
+    crops: list[Crop] = []
+    for sub, pool in smap.folders.items():
+        base = root / sub
+        if not base.is_dir():
+            raise SourceError(f"source {smap.name}: folder {base} not found; fix 'folders' in its map")
+        for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+            images = spread(list_images(label_dir), limit)
+            for img in images:
+                target = smap.overrides.get(str(img.relative_to(root))) or smap.target(label_dir.name)
+                if target == DROP:
+                    stats.dropped[label_dir.name] += 1
+                    continue
+                stats.mapped[f"{label_dir.name} → {target}"] += 1
+                rel = img.relative_to(root).with_suffix("").as_posix()
+                crops.append(Crop(img, target, smap.name, pool, f"{smap.name}:{rel}"))
+    return crops, stats
+
+
+# --------------------------------------------------------------------------------------- coarse labels
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TeacherBox:
+    xyxy: tuple[float, float, float, float]
+    class_name: str
+    score: float
+
+
+def _teacher_boxes(paths: Sequence[Path], rule: RefineRule, shared_root: Path,
+                   cache_path: Path) -> dict[str, list[TeacherBox]]:
+    """Teacher detections per image path, from the JSON cache or by running the teacher on the missing ones."""
+    cache: dict[str, list[list[object]]] = {}
+    if cache_path.is_file():
+        cache = json.loads(cache_path.read_text())
+    todo = [p for p in paths if str(p) not in cache]
+    if todo:
+        import cv2
+
+        from station.detect import Detector
+
+        teacher = Detector(shared_root / rule.teacher, confidence=min(0.1, rule.min_score), taxonomy=None)
+        names = teacher.names
+        for p in todo:
+            image = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            cache[str(p)] = [] if image is None else [
+                [*(round(float(v), 2) for v in d.xyxy[0]), names[int(d.class_id[0])], round(float(d.confidence[0]), 4)]
+                for d in teacher(np.asarray(image, dtype=np.uint8))]
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(json.dumps(cache, sort_keys=True))
+        log.info("teacher %s ran on %d images (cache %s)", rule.teacher, len(todo), cache_path)
+    out: dict[str, list[TeacherBox]] = {}
+    for p in paths:
+        out[str(p)] = [TeacherBox((float(r[0]), float(r[1]), float(r[2]), float(r[3])),  # type: ignore[arg-type]
+                                  str(r[4]), float(r[5])) for r in cache[str(p)]]  # type: ignore[arg-type]
+    return out
+
+
+def _fine_class(box: Box, teacher: list[TeacherBox], rule: RefineRule) -> str:
+    best, best_iou = rule.fallback, 0.0
+    for t in teacher:
+        if t.class_name not in rule.teacher_classes or t.score < rule.min_score:
+            continue
+        overlap = iou(box.xyxy, t.xyxy)
+        if overlap >= rule.min_iou and overlap > best_iou:
+            best, best_iou = rule.teacher_classes[t.class_name], overlap
+    return best
+
+
+def refine_coarse(samples: list[Sample], smap: SourceMap, shared_root: Path,
+                  cache_dir: Path) -> tuple[list[Sample], dict[str, Counter[str]]]:
+    """Give coarse boxes their fine class from the teacher (IoU and score rule); counts per coarse label."""
+    counts: dict[str, Counter[str]] = {}
+    for label, rule in smap.refine.items():
+        todo = [s.image_path for s in samples if any(b.class_name == label for b in s.boxes)]
+        teacher = _teacher_boxes(todo, rule, shared_root, cache_dir / f"teacher_{smap.name}.json")
+        counts[label] = Counter()
+        for i, s in enumerate(samples):
+            if str(s.image_path) not in teacher:
+                continue
+            boxes = []
+            for b in s.boxes:
+                if b.class_name == label:
+                    b = b.with_class(_fine_class(b, teacher[str(s.image_path)], rule))
+                    counts[label][b.class_name] += 1
+                boxes.append(b)
+            samples[i] = replace(s, boxes=boxes)
+    return samples, counts
