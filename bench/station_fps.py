@@ -40,7 +40,7 @@ def make_clip(path: Path, frames: int, seed: int = 7) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     sim = ConveyorSimulator(SimulatorConfig(seed=seed, items_per_min=60), load_taxonomy())
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1280, 720))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (1280, 720))
     for frame in sim:
         if frame.index >= frames:
             break
