@@ -70,6 +70,8 @@ class ModelConfig(_Model):
     watch_registry: bool = Field(True, description="Swap to a newly promoted model while running.")
     confidence: float = Field(0.25, ge=0, le=1, description="Detection score threshold.")
     iou: float = Field(0.5, gt=0, le=1, description="NMS IoU threshold (models that need NMS).")
+    agnostic_nms: bool = Field(True, description="Class-agnostic NMS: one box per object whatever its class, so "
+                               "one item never becomes two tracks (its per-class scores still vote).")
     threads: int = Field(0, ge=0, description="Intra-op threads for onnxruntime (0 = library default).")
     class_map: dict[str, str] = Field(default_factory=dict, description="Map model class names onto taxonomy "
                                       "classes, for a model trained on another label set (e.g. COCO 'cell phone': "

@@ -42,12 +42,18 @@ class _Track:
     hist: deque[tuple[float, float, int | None]] = field(default_factory=lambda: deque(maxlen=15))
     """Recent (time, centre x, ticks) of whole boxes (not cut by the frame edge), for the crossing estimate."""
     hist_cut: bool = False
+    exit_only: bool = True
+    frame: Frame | None = None
+    """The last frame the track was seen in (a reference, not a copy): evidence for a decision made later."""
+    """Every look so far touched the exit (right) edge: the sliver of an item leaving the view, not an item."""
 
 
 @dataclass(frozen=True)
 class _Decided:
     crossed_at: float
     y: float
+    belt_box: tuple[float, float, float, float]
+    """The item's last box in belt coordinates (x minus belt travel), where items stand still."""
 
 
 @dataclass
@@ -73,6 +79,7 @@ class DecisionLine:
         self._any_hazard = np.array([taxonomy.hazard_of(n) is not None for n in taxonomy.names])
         self.model_version = ""
         self.merged = 0
+        self.ignored = 0
 
     def set_model(self, version: str) -> None:
         """The model version stamped on decisions from now on (detections come in taxonomy class ids)."""
@@ -116,7 +123,9 @@ class DecisionLine:
         tr.observations += 1
         tr.x, tr.y, tr.t, tr.ticks, tr.last_frame = x, y, frame.timestamp, frame.ticks, frame.index
         tr.box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        tr.frame = frame
         whole = box[0] > 1 and box[2] < frame.width - 1
+        tr.exit_only = tr.exit_only and box[2] >= frame.width - 2
         if whole and tr.hist_cut:  # replace looks at boxes cut by the frame edge by whole ones
             tr.hist.clear()
         if whole or tr.hist_cut or not tr.hist:
@@ -138,6 +147,7 @@ class DecisionLine:
                 continue
             gap = frame.timestamp - tr.t
             if tr.decided:
+                tr.frame = None
                 if gap > self._history_s:
                     del self._tracks[tid]
                 continue
@@ -155,18 +165,25 @@ class DecisionLine:
     def _decide(self, c: _Crossing, frame: Frame, line: float, speed: float) -> Decision | None:
         tr = c.track
         tr.decided = True
+        if tr.exit_only:
+            self.ignored += 1
+            log.debug("track %d only ever seen at the exit edge: a departing sliver, not decided", tr.track_id)
+            return None
         now = frame.timestamp
         while self._recent and now - self._recent[0].crossed_at > self._history_s:
             self._recent.popleft()
+        shift = speed * tr.t
+        belt_box = (tr.box[0] - shift, tr.box[1], tr.box[2] - shift, tr.box[3])
         for d in self._recent:
-            if abs(d.crossed_at - c.t) * speed < self._cfg.duplicate_gate_px and \
-                    abs(d.y - tr.y) < self._cfg.duplicate_gate_px:
+            near = abs(d.crossed_at - c.t) * speed < self._cfg.duplicate_gate_px and \
+                abs(d.y - tr.y) < self._cfg.duplicate_gate_px
+            if near or _overlap(d.belt_box, belt_box) >= 0.5:
                 self.merged += 1
                 log.debug("track %d merged into an item already decided (fragmented track)", tr.track_id)
                 return None
-        self._recent.append(_Decided(c.t, tr.y))
+        self._recent.append(_Decided(c.t, tr.y, belt_box))
         cls, stream, hazard, share, reason, detail = self._classify(tr)
-        crop = _crop(c.frame, tr.box, self._cfg.crop_padding) if c.frame is not None else None
+        crop = _crop(c.frame or tr.frame, tr.box, self._cfg.crop_padding)
         if "lost" in c.extras:
             detail = (detail + "; " if detail else "") + "decided from prediction: track lost before the line"
         return Decision(
@@ -199,6 +216,16 @@ class DecisionLine:
 
     def open_tracks(self) -> int:
         return sum(1 for t in self._tracks.values() if not t.decided)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over the smaller box: 1.0 when one box lies inside the other (a part of the item)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / smaller if smaller > 0 else 0.0
 
 
 def _crossing(tr: _Track, line: float, belt: BeltSpeed) -> tuple[float, int | None]:

@@ -201,10 +201,14 @@ class Detector:
     """
 
     def __init__(self, path: str | Path, *, confidence: float = 0.25, iou: float = 0.5, threads: int = 0,
-                 providers: list[str] | None = None, taxonomy: Taxonomy | None = None) -> None:
+                 providers: list[str] | None = None, taxonomy: Taxonomy | None = None,
+                 agnostic: bool = False) -> None:
         self.path = Path(path)
         self.confidence = confidence
         self.iou = iou
+        self.agnostic = agnostic
+        """Class-agnostic NMS: one box per object whatever its class (the station's choice: one item, one
+        decision; the per-class scores of the kept box still carry the vote)."""
         data = _read_model(self.path)
         self._session = _open_session(data, self.path, threads, select_providers(providers,
                                                                                 ort.get_available_providers()))
@@ -301,8 +305,12 @@ class Detector:
         conf = scores[np.arange(len(cand)), cls]
         xywh = cand[:, :4].copy()
         xywh[:, :2] -= xywh[:, 2:] / 2
-        picked = cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64), conf.astype(np.float64),  # type: ignore[arg-type]
-                                         cls.astype(np.int32), self.confidence, self.iou, top_k=MAX_DETECTIONS)
+        if self.agnostic:
+            picked = cv2.dnn.NMSBoxes(xywh.astype(np.float64), conf.astype(np.float64),  # type: ignore[arg-type]
+                                      self.confidence, self.iou, top_k=MAX_DETECTIONS)
+        else:
+            picked = cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64), conf.astype(np.float64),  # type: ignore[arg-type]
+                                             cls.astype(np.int32), self.confidence, self.iou, top_k=MAX_DETECTIONS)
         keep = np.asarray(picked, dtype=np.int64).reshape(-1)
         xyxy = xywh[keep]
         xyxy[:, 2:] += xyxy[:, :2]

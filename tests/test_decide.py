@@ -163,3 +163,20 @@ def test_encoder_speed_is_measured_over_a_window() -> None:
         t = k / 30
         speed.update(Frame(IMG, k, t, ticks=int(0.5 * t * 2000)))
     assert speed.mps == pytest.approx(0.5, rel=2e-3)
+
+
+def test_part_of_an_item_boxed_as_its_own_track_is_merged() -> None:
+    # a second, smaller box inside the item (e.g. its label) tracked separately: still one item
+    tracks = [
+        {"id": 1, "x0": 0.0, "y": 300, "scores": scores(plastic=0.9)},
+        {"id": 2, "x0": 25.0, "y": 310, "first": 10, "scores": scores(paper=0.6)},
+    ]
+    decisions, line = run(tracks)
+    assert len(decisions) == 1 and line.merged == 1
+
+
+def test_sliver_seen_only_at_the_exit_edge_is_not_an_item() -> None:
+    # x0 chosen so the box is cut by the right edge (x2 = 1280) for its whole short life
+    tracks = [{"id": 9, "x0": 1245.0 - SPEED * 2.0, "y": 300, "first": 60, "last": 61, "scores": scores(battery=0.9)}]
+    decisions, line = run(tracks)
+    assert decisions == [] and line.ignored == 1
