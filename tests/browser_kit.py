@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,10 @@ from ui.settings import Console
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = ROOT / "docs" / "screenshots"
+# The docs' screenshots are refreshed with `SORTLOOP_DOCS_SHOTS=1 make test`; otherwise they go to a temp folder
+# (still taken and size-checked) so a test run leaves the working tree clean.
+SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("SORTLOOP_DOCS_SHOTS") else \
+    Path(tempfile.gettempdir()) / "sortloop-screenshots"
 MAX_SHOT = 200_000
 WAIT_MS = 30_000
 Site = tuple[str, Seeded, Console]
