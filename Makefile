@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch and torchvision lie on this machine's disk (CPU use; the CUDA build also runs on the CPU)
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[training,ui,dev]'
+	$(BIN)/pip install -q -e '.[training,ui,dev,postgres]'
 	touch $(STAMP)
 
 system-deps:

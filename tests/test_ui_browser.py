@@ -216,7 +216,7 @@ def test_review_queue_explains_and_shows_conflicts(site: tuple[str, Seeded, Cons
     expect(detail).to_contain_text("pcb")
     shot(page, "review")
     page.locator("#review-not-item").click()
-    expect(page.locator("#review-status")).to_contain_text("not an item", timeout=WAIT_MS)
+    # the outcome, not the status line (the queue's 1.5 s refresh may replace the action's message)
     expect(table).not_to_contain_text("CONFLICT", timeout=WAIT_MS)
     close(page)
     res = resolve(console.repo.corrections([unsure]))
