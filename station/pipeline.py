@@ -264,7 +264,8 @@ class Station:
             self.metrics.set_queue("frames", len(self.frames))
 
     def _worker_event(self, kind: str, w: Worker, detail: str) -> None:
-        self.metrics.worker_restarted(w.name) if kind == "restarted" else None
+        if kind == "restarted":
+            self.metrics.worker_restarted(w.name)
         if kind == "recovered":
             self._clear_failsafe(f"worker.{w.name}")
             self._alarm(f"worker.{kind}", f"worker {w.name}: {detail}", Severity.INFO)
