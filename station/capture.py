@@ -255,6 +255,3 @@ def parse_source(spec: str) -> tuple[str, str]:
     p = Path(spec)
     return ("images", spec) if p.is_dir() else ("video", spec)
 
-
-def blank_frame(width: int = 640, height: int = 360) -> np.ndarray:
-    return np.zeros((height, width, 3), np.uint8)

@@ -11,11 +11,14 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from station.config import ConfigError, StationConfig, load_config
+
+if TYPE_CHECKING:
+    from station.runtime import Built
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="sortloop: a sorting and triage station.")
 config_app = typer.Typer(no_args_is_help=True, help="Check and describe the station configuration.")
@@ -161,10 +164,7 @@ def _apply_overrides(cfg: StationConfig, source: str | None, fast: bool, host: s
     return StationConfig.model_validate(data)
 
 
-def _run_headless(built: object, duration: float | None) -> None:
-    from station.runtime import Built
-
-    assert isinstance(built, Built)
+def _run_headless(built: Built, duration: float | None) -> None:
     st = built.station
     st.start()
     if built.watcher:
@@ -178,15 +178,14 @@ def _run_headless(built: object, duration: float | None) -> None:
         built.watcher.stop()
 
 
-def _serve(built: object, cfg: StationConfig, duration: float | None) -> None:
+def _serve(built: Built, cfg: StationConfig, duration: float | None) -> None:
     import threading
 
     import uvicorn
 
     from station.api import create_app
-    from station.runtime import Built, wait_for_port_free
+    from station.runtime import wait_for_port_free
 
-    assert isinstance(built, Built)
     st = built.station
     try:
         wait_for_port_free(cfg.api.host, cfg.api.port)

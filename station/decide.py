@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 class _Track:
     track_id: int
     votes: npt.NDArray[np.float64]
-    first_seen: float
     x: float = 0.0
     y: float = 0.0
     t: float = 0.0
@@ -62,7 +61,8 @@ class _Crossing:
     t: float
     ticks: int | None
     frame: Frame | None = None
-    extras: dict[str, str] = field(default_factory=dict)
+    predicted: bool = False
+    """Decided from the track's prediction: it was lost before reaching the line."""
 
 
 class DecisionLine:
@@ -118,7 +118,7 @@ class DecisionLine:
         tr = self._tracks.get(tid)
         x, y = float(centre[0]), float(centre[1])
         if tr is None:
-            tr = self._tracks[tid] = _Track(tid, np.zeros_like(vote), first_seen=frame.timestamp)
+            tr = self._tracks[tid] = _Track(tid, np.zeros_like(vote))
         tr.votes += vote
         tr.observations += 1
         tr.x, tr.y, tr.t, tr.ticks, tr.last_frame = x, y, frame.timestamp, frame.ticks, frame.index
@@ -156,7 +156,7 @@ class DecisionLine:
                 continue
             t_cross, k = _crossing(tr, line, belt)
             if t_cross + self._cfg.lost_grace_s <= frame.timestamp and tr.observations > 0:
-                out.append(_Crossing(tr, t_cross, k, None, {"lost": "1"}))
+                out.append(_Crossing(tr, t_cross, k, None, predicted=True))
             elif gap > self._history_s:
                 del self._tracks[tid]
         return out
@@ -184,7 +184,7 @@ class DecisionLine:
         self._recent.append(_Decided(c.t, tr.y, belt_box))
         cls, stream, hazard, share, reason, detail = self._classify(tr)
         crop = _crop(c.frame or tr.frame, tr.box, self._cfg.crop_padding)
-        if "lost" in c.extras:
+        if c.predicted:
             detail = (detail + "; " if detail else "") + "decided from prediction: track lost before the line"
         return Decision(
             item_id=new_id(), station_id=self._station, track_id=tr.track_id, frame_index=frame.index,
@@ -214,8 +214,6 @@ class DecisionLine:
                 f"vote share {share:.2f} < {self._cfg.min_confidence}"
         return name, self._tax.stream_of(name), hazard, share, Reason.OK, ""
 
-    def open_tracks(self) -> int:
-        return sum(1 for t in self._tracks.values() if not t.decided)
 
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
