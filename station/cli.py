@@ -126,6 +126,7 @@ def run(
     cfg = _load(config)
     cfg = _apply_overrides(cfg, source, fast, host, port, model, frames)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # our store logs the schema state in one line
     from station.capture import SourceError
     from station.detect import ModelError
     from station.runtime import build_station, scorecard

@@ -73,6 +73,8 @@ class ModelConfig(_Model):
     agnostic_nms: bool = Field(True, description="Class-agnostic NMS: one box per object whatever its class, so "
                                "one item never becomes two tracks (its per-class scores still vote).")
     threads: int = Field(0, ge=0, description="Intra-op threads for onnxruntime (0 = library default).")
+    spin: bool = Field(True, description="Let onnxruntime's idle threads busy-wait between operators (faster "
+                       "inference when the cores are otherwise free; off leaves them to capture and storage).")
     class_map: dict[str, str] = Field(default_factory=dict, description="Map model class names onto taxonomy "
                                       "classes, for a model trained on another label set (e.g. COCO 'cell phone': "
                                       "phone). When set, model classes neither in the taxonomy nor mapped are "
@@ -85,7 +87,10 @@ class ModelConfig(_Model):
 
 class TrackerConfig(_Model):
     activation_threshold: float = Field(0.3, ge=0, le=1, description="Score a detection needs to start a track.")
-    high_confidence: float = Field(0.5, ge=0, le=1, description="ByteTrack's first-stage (high) score threshold.")
+    high_confidence: float = Field(0.3, ge=0, le=1, description="ByteTrack's first-stage (high) score threshold. "
+                                   "Only a detection at or above it starts a track: an item the model finds but "
+                                   "cannot name with confidence (its score split between classes) must still get "
+                                   "a track, to be decided (manual inspection at worst) rather than missed.")
     lost_track_buffer: int = Field(30, ge=1, description="Frames a lost track is kept for re-association.")
     minimum_iou: float = Field(0.1, gt=0, le=1, description="Least IoU between a track and a detection to match.")
     minimum_consecutive_frames: int = Field(1, ge=1, description="Frames before a track is confirmed.")

@@ -99,11 +99,14 @@ def _read_model(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _open_session(data: bytes, path: Path, threads: int, providers: list[str]) -> ort.InferenceSession:
+def _open_session(data: bytes, path: Path, threads: int, providers: list[str], spin: bool = True
+                  ) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
         opts.intra_op_num_threads = threads
+    if not spin:  # idle pool threads sleep instead of busy-waiting, leaving the cores to capture and storage
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(data, sess_options=opts, providers=providers)
     except _ORT_LOAD_ERRORS as exc:
@@ -202,7 +205,7 @@ class Detector:
 
     def __init__(self, path: str | Path, *, confidence: float = 0.25, iou: float = 0.5, threads: int = 0,
                  providers: list[str] | None = None, taxonomy: Taxonomy | None = None,
-                 agnostic: bool = False) -> None:
+                 agnostic: bool = False, spin: bool = True) -> None:
         self.path = Path(path)
         self.confidence = confidence
         self.iou = iou
@@ -211,7 +214,8 @@ class Detector:
         decision; the per-class scores of the kept box still carry the vote)."""
         data = _read_model(self.path)
         self._session = _open_session(data, self.path, threads, select_providers(providers,
-                                                                                ort.get_available_providers()))
+                                                                                ort.get_available_providers()),
+                                      spin)
         self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self._names, self._imgsz, self._kind = _inspect(self._session, self._metadata, self.path)
         if taxonomy is not None:

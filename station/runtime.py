@@ -29,7 +29,7 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
     m = cfg.model
     det = Detector(path or cfg.resolve(m.path), confidence=m.confidence, iou=m.iou, threads=m.threads,
                    providers=m.providers, taxonomy=taxonomy if check_classes and not m.class_map else None,
-                   agnostic=m.agnostic_nms)
+                   agnostic=m.agnostic_nms, spin=m.spin)
     if check_classes:
         try:
             ClassMapper(det.names, taxonomy, m.class_map)
