@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "weights"
 sys.path.insert(0, str(ROOT))
 
-SPIN = os.environ.get("SORTLOOP_BENCH_SPIN", "1") != "0"  # onnxruntime busy-wait (model.spin)
+SPIN = {"1": True, "0": False}.get(os.environ.get("SORTLOOP_BENCH_SPIN", ""))  # model.spin; unset: the default
 COCO_TO_TAXONOMY = {"cell phone": "phone", "laptop": "laptop", "keyboard": "keyboard", "mouse": "mouse",
                     "tv": "monitor", "remote": "e_device", "bottle": "plastic", "cup": "plastic",
                     "scissors": "metal", "book": "paper", "handbag": "textile", "tie": "textile",

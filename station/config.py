@@ -69,12 +69,18 @@ class ModelConfig(_Model):
                           "promoted model and swaps to it without a restart.")
     watch_registry: bool = Field(True, description="Swap to a newly promoted model while running.")
     confidence: float = Field(0.25, ge=0, le=1, description="Detection score threshold.")
+    hazard_confidence: float = Field(0.1, ge=0, le=1, description="Score threshold for the battery-hazard "
+                                     "classes (taxonomy hazard: battery). A box scoring this for one of them is "
+                                     "kept, tracked and decided although under `confidence`: hazard recall first, "
+                                     "a faint battery goes to the hazard bin or a person, never unseen to a "
+                                     "material bin. Set it to `confidence` or above to turn this off.")
     iou: float = Field(0.5, gt=0, le=1, description="NMS IoU threshold (models that need NMS).")
     agnostic_nms: bool = Field(True, description="Class-agnostic NMS: one box per object whatever its class, so "
                                "one item never becomes two tracks (its per-class scores still vote).")
     threads: int = Field(0, ge=0, description="Intra-op threads for onnxruntime (0 = library default).")
-    spin: bool = Field(True, description="Let onnxruntime's idle threads busy-wait between operators (faster "
-                       "inference when the cores are otherwise free; off leaves them to capture and storage).")
+    spin: bool | None = Field(None, description="Let onnxruntime's idle threads busy-wait between operators: "
+                              "faster inference when cores are free, much slower when they fight the capture and "
+                              "storage workers for them. Empty: on with at least 4 CPU cores, off below.")
     class_map: dict[str, str] = Field(default_factory=dict, description="Map model class names onto taxonomy "
                                       "classes, for a model trained on another label set (e.g. COCO 'cell phone': "
                                       "phone). When set, model classes neither in the taxonomy nor mapped are "

@@ -12,6 +12,7 @@ import ast
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,12 +100,19 @@ def _read_model(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _open_session(data: bytes, path: Path, threads: int, providers: list[str], spin: bool = True
+SPIN_MIN_CORES = 4
+"""Below this many CPU cores onnxruntime's busy-waiting pool fights the station's other workers for them
+(measured on 2 cores: 48 fps with spinning off against 31 fps on, bench/station_fps.py)."""
+
+
+def _open_session(data: bytes, path: Path, threads: int, providers: list[str], spin: bool | None = None
                   ) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
         opts.intra_op_num_threads = threads
+    if spin is None:
+        spin = (os.cpu_count() or 1) >= SPIN_MIN_CORES
     if not spin:  # idle pool threads sleep instead of busy-waiting, leaving the cores to capture and storage
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
@@ -205,13 +213,17 @@ class Detector:
 
     def __init__(self, path: str | Path, *, confidence: float = 0.25, iou: float = 0.5, threads: int = 0,
                  providers: list[str] | None = None, taxonomy: Taxonomy | None = None,
-                 agnostic: bool = False, spin: bool = True) -> None:
+                 agnostic: bool = False, spin: bool | None = None) -> None:
         self.path = Path(path)
         self.confidence = confidence
         self.iou = iou
         self.agnostic = agnostic
         """Class-agnostic NMS: one box per object whatever its class (the station's choice: one item, one
         decision; the per-class scores of the kept box still carry the vote)."""
+        self.class_confidence: dict[int, float] = {}
+        """Lower score thresholds for some model classes (index → threshold): a box is kept when its best
+        score reaches ``confidence`` or its score for one of these classes reaches that class's threshold
+        (the station lowers it for battery hazards: hazard recall first)."""
         data = _read_model(self.path)
         self._session = _open_session(data, self.path, threads, select_providers(providers,
                                                                                 ort.get_available_providers()),
@@ -300,8 +312,10 @@ class Detector:
         return Detections(box.to_image(xyxy), conf, cls, class_scores=scores)
 
     def _decode_nms(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        best = pred[4:].max(axis=0)
-        cand = pred[:, best > self.confidence].T.astype(np.float32)  # (k, 4+C), a small copy
+        mask = pred[4:].max(axis=0) > self.confidence
+        for c, floor in self.class_confidence.items():
+            mask |= pred[4 + c] > floor
+        cand = pred[:, mask].T.astype(np.float32)  # (k, 4+C), a small copy
         if len(cand) == 0:
             return cand[:, :4], cand[:, 4], np.zeros(0, np.int64), cand[:, 4:]
         scores = cand[:, 4:]
@@ -309,12 +323,13 @@ class Detector:
         conf = scores[np.arange(len(cand)), cls]
         xywh = cand[:, :4].copy()
         xywh[:, :2] -= xywh[:, 2:] / 2
+        floor = min([self.confidence, *self.class_confidence.values()])  # candidates are already filtered
         if self.agnostic:
             picked = cv2.dnn.NMSBoxes(xywh.astype(np.float64), conf.astype(np.float64),  # type: ignore[arg-type]
-                                      self.confidence, self.iou, top_k=MAX_DETECTIONS)
+                                      floor, self.iou, top_k=MAX_DETECTIONS)
         else:
             picked = cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64), conf.astype(np.float64),  # type: ignore[arg-type]
-                                             cls.astype(np.int32), self.confidence, self.iou, top_k=MAX_DETECTIONS)
+                                             cls.astype(np.int32), floor, self.iou, top_k=MAX_DETECTIONS)
         keep = np.asarray(picked, dtype=np.int64).reshape(-1)
         xyxy = xywh[keep]
         xyxy[:, 2:] += xyxy[:, :2]
@@ -322,7 +337,10 @@ class Detector:
 
     def _decode_end2end(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         cls = pred[:, 5].astype(np.int64)
-        rows = pred[(pred[:, 4] > self.confidence) & (cls >= 0) & (cls < len(self._names))][:MAX_DETECTIONS]
+        passed = pred[:, 4] > self.confidence
+        for c, floor in self.class_confidence.items():
+            passed |= (cls == c) & (pred[:, 4] > floor)
+        rows = pred[passed & (cls >= 0) & (cls < len(self._names))][:MAX_DETECTIONS]
         cls = rows[:, 5].astype(np.int64)
         conf = rows[:, 4].astype(np.float32)
         scores = np.zeros((len(rows), len(self._names)), np.float32)

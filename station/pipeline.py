@@ -73,7 +73,12 @@ class Station:
         self.line = DecisionLine(cfg.decision, taxonomy, station_id=cfg.station_id)
         self.classes = ClassMapper(detector.names, taxonomy, cfg.model.class_map)
         self.line.set_model(detector.version)
-        self.tracker = Tracker(cfg.tracker, fps=cfg.source.fps if cfg.source.kind != "simulator" else cfg.simulator.fps)
+        self.tracker = Tracker(cfg.tracker, fps=cfg.source.fps if cfg.source.kind != "simulator" else cfg.simulator.fps,
+                               hazard_classes=[taxonomy.index(n) for n in taxonomy.names
+                                               if taxonomy.hazard_of(n) == "battery"],
+                               hazard_confidence=cfg.model.hazard_confidence)
+        self._belt_x = 0.0  # belt travel (px) since the start: the tracker works in belt coordinates
+        self._last_t: float | None = None
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(cfg.pipeline.queue_size)
         self.routed: DropOldestQueue[_Routed] = DropOldestQueue(10_000)
         self.stats = RunStats()
@@ -177,7 +182,10 @@ class Station:
         dets = self.classes(self._detector(frame.image))
         self.metrics.observe_inference(time.perf_counter() - t0)
         self.belt.update(frame)
-        tracked = self.tracker.update(dets, timestamp=frame.timestamp)
+        if self._last_t is not None:
+            self._belt_x += self.belt.px_per_s * max(0.0, frame.timestamp - self._last_t)
+        self._last_t = frame.timestamp
+        tracked = self.tracker.update(dets, timestamp=frame.timestamp, belt_x=self._belt_x)
         decisions = self.line.update(frame, tracked, self.belt)
         for d in decisions:
             a = self.router.route(d, now_source=frame.timestamp)

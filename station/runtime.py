@@ -35,6 +35,10 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
             ClassMapper(det.names, taxonomy, m.class_map)
         except ValueError as exc:
             raise ModelError(f"model file {det.path}: {exc}") from exc
+    if m.hazard_confidence < m.confidence:  # hazard recall first: keep faint battery-hazard boxes
+        placed = [m.class_map.get(name, name) for name in det.names]
+        det.class_confidence = {i: m.hazard_confidence for i, name in enumerate(placed)
+                                if name in taxonomy and taxonomy.hazard_of(name) == "battery"}
     return det
 
 

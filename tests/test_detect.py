@@ -189,6 +189,29 @@ def test_end2end_postprocess(tmp_path, rows, expected):
         np.testing.assert_allclose(dets.class_scores[i], one_hot, rtol=1e-6)
 
 
+@pytest.mark.parametrize(("end2end", "score", "floors", "kept"), [
+    pytest.param(False, 0.12, {}, False, id="nms: faint battery dropped without a floor"),
+    pytest.param(False, 0.12, {1: 0.1}, True, id="nms: faint battery kept by its class floor"),
+    pytest.param(False, 0.08, {1: 0.1}, False, id="nms: under the floor dropped"),
+    pytest.param(True, 0.12, {}, False, id="end2end: faint battery dropped without a floor"),
+    pytest.param(True, 0.12, {1: 0.1}, True, id="end2end: faint battery kept by its class floor"),
+])
+def test_class_floor_keeps_faint_hazard_boxes(tmp_path, end2end, score, floors, kept):
+    """``class_confidence`` (the station's hazard_confidence) keeps a faint box of that class only."""
+    if end2end:
+        out = np.asarray([(24, 28, 40, 36, score, 1), (60, 28, 70, 36, score, 0)], np.float32)[None]
+        meta = ultra_meta(["phone", "battery"], end2end="True")
+    else:
+        out = nms_output([(32, 32, 16, 8, 0.0, score), (8, 24, 8, 8, score, 0.0)])
+        meta = ultra_meta(["phone", "battery"])
+    det = Detector(build_onnx(tmp_path / "m.onnx", out, metadata=meta), confidence=0.25)
+    det.class_confidence = floors
+    dets = det(np.zeros((*FRAME_HW, 3), np.uint8))
+    assert list(dets.class_id) == ([1] if kept else []), "only the floored class (battery) may pass under 0.25"
+    if kept:
+        assert dets.confidence[0] == pytest.approx(score), "the box keeps its real score"
+
+
 def test_sortloop_version_metadata_is_the_version(tmp_path):
     meta = ultra_meta(["phone"], sortloop_version="phone-v3")
     det = Detector(build_onnx(tmp_path / "m.onnx", np.zeros((1, 5, 4)), metadata=meta))
