@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -157,7 +158,10 @@ def export_variants(imgsz: int, out: Path) -> list[tuple[str, Path]]:
     for stem in ("yolo11n-coco", "yolo26n-coco"):
         fp32 = out / f"{stem}-{imgsz}.onnx"
         if not fp32.exists():
-            exported = YOLO(str(SHARED / f"{stem}.pt")).export(format="onnx", imgsz=imgsz, simplify=True)
+            # Ultralytics writes the export beside the weights: export a working copy, never into ../shared
+            work = out / f"{stem}.pt"
+            shutil.copyfile(SHARED / f"{stem}.pt", work)
+            exported = YOLO(str(work)).export(format="onnx", imgsz=imgsz, simplify=True)
             Path(exported).replace(fp32)
         int8 = out / f"{stem}-{imgsz}-int8.onnx"
         if not int8.exists():
