@@ -73,10 +73,11 @@ class Station:
         self.line = DecisionLine(cfg.decision, taxonomy, station_id=cfg.station_id)
         self.classes = ClassMapper(detector.names, taxonomy, cfg.model.class_map)
         self.line.set_model(detector.version)
+        hazards = [taxonomy.index(n) for n in taxonomy.names if taxonomy.hazard_of(n) == "battery"]
+        if cfg.model.hazard_confidence >= cfg.model.confidence:
+            hazards = []  # the hazard floor is turned off
         self.tracker = Tracker(cfg.tracker, fps=cfg.source.fps if cfg.source.kind != "simulator" else cfg.simulator.fps,
-                               hazard_classes=[taxonomy.index(n) for n in taxonomy.names
-                                               if taxonomy.hazard_of(n) == "battery"],
-                               hazard_confidence=cfg.model.hazard_confidence)
+                               hazard_classes=hazards, hazard_confidence=cfg.model.hazard_confidence)
         self._belt_x = 0.0  # belt travel (px) since the start: the tracker works in belt coordinates
         self._last_t: float | None = None
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(cfg.pipeline.queue_size)

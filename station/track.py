@@ -56,7 +56,6 @@ class Tracker:
         out.tracker_id = np.asarray(tracked.tracker_id, dtype=np.int64)
         return out
 
-
     def _track_scores(self, dets: Detections) -> np.ndarray:
         """The score ByteTrack sees: the detection's, raised to the first-stage threshold for a hazard box."""
         if not len(self._hazard) or dets.class_scores is None:
