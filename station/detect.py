@@ -271,6 +271,11 @@ class Detector:
         """onnxruntime providers in use, in order."""
         return list(self._session.get_providers())
 
+    def warm_up(self) -> None:
+        """One inference on a blank frame: onnxruntime allocates on its first run (tens to hundreds of ms),
+        which would otherwise fall on the first camera frames or stall a model swap."""
+        self(np.full((*self._imgsz, 3), PAD_VALUE, np.uint8))
+
     def __call__(self, image: npt.NDArray[np.uint8]) -> Detections:
         tensor, box = self.preprocess(image)
         return self.postprocess(self.infer(tensor), box)

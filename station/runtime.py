@@ -39,6 +39,7 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
         placed = [m.class_map.get(name, name) for name in det.names]
         det.class_confidence = {i: m.hazard_confidence for i, name in enumerate(placed)
                                 if name in taxonomy and taxonomy.hazard_of(name) == "battery"}
+    det.warm_up()  # here, not on the first frame (or, for a swap, in the watcher's thread, not the hot path)
     return det
 
 

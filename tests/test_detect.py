@@ -265,6 +265,18 @@ def test_preprocess_reuses_buffers_across_frame_sizes(detectors):
     assert np.allclose(tensor[0, :, :, 120:200], 1.0)
 
 
+def test_warm_up_leaves_results_unchanged(detectors):
+    """The warm-up inference (blank frame at the model's input size) must not leak into the next frame."""
+    det = detectors["yolo11"]
+    photo = read_photo(sorted(p.name for p in (PHOTOS / "images").iterdir())[0])
+    before = det(photo)
+    det.warm_up()
+    after = det(photo)
+    assert len(before) == len(after) > 0
+    np.testing.assert_allclose(after.xyxy, before.xyxy, atol=1e-4)
+    np.testing.assert_allclose(after.confidence, before.confidence, atol=1e-6)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32)])
 def test_preprocess_refuses_non_bgr_uint8(detectors, bad):
     with pytest.raises(ValueError, match="BGR uint8"):
