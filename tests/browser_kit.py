@@ -68,9 +68,9 @@ def login(browser: Browser, url: str, username: str, password: str = PASSWORD,
     return page
 
 
-def visible_tabs(page: Page) -> list[str]:
-    tabs = page.locator("button[role=tab]")
-    return [t.inner_text().strip() for t in tabs.all() if t.is_visible()]
+def expect_tabs(page: Page, labels: list[str]) -> None:
+    """The visible tabs are exactly ``labels``, in order (retried: Gradio re-renders the tab bar after login)."""
+    expect(page.locator("button[role=tab]:visible")).to_have_text(labels, timeout=WAIT_MS)
 
 
 def open_tab(page: Page, label: str) -> None:

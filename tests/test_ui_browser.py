@@ -13,7 +13,7 @@ import zipfile
 import browser_kit
 import httpx
 import pytest
-from browser_kit import WAIT_MS, close, http_session, login, shot, visible_tabs
+from browser_kit import WAIT_MS, close, expect_tabs, http_session, login, shot
 from playwright.sync_api import Browser, expect
 from ui_seed import Seeded
 
@@ -48,8 +48,7 @@ def test_each_role_sees_only_its_views(site: tuple[str, Seeded, Console], browse
                                        tabs: list[str]) -> None:
     url, _, _ = site
     page = login(browser, url, role)
-    expect(page.locator("button[role=tab]").filter(has_text=tabs[0]).first).to_be_visible()
-    assert visible_tabs(page) == tabs
+    expect_tabs(page, tabs)
     if role == "manager":  # the quarantine log, but no acknowledging
         expect(page.locator("#quarantine-log")).to_be_visible()
         assert not page.locator("#hazard-ack").is_visible()
