@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from station.config import DecisionConfig
-from station.detections import Detections
+from station.detections import Detections, overlap_of_smaller
 from station.events import Decision, Reason, new_id
 from station.frames import Frame
 from station.route import BeltSpeed
@@ -177,7 +177,7 @@ class DecisionLine:
         for d in self._recent:
             near = abs(d.crossed_at - c.t) * speed < self._cfg.duplicate_gate_px and \
                 abs(d.y - tr.y) < self._cfg.duplicate_gate_px
-            if near or _overlap(d.belt_box, belt_box) >= 0.5:
+            if near or overlap_of_smaller(d.belt_box, belt_box) >= 0.5:
                 self.merged += 1
                 log.debug("track %d merged into an item already decided (fragmented track)", tr.track_id)
                 return None
@@ -214,16 +214,6 @@ class DecisionLine:
                 f"vote share {share:.2f} < {self._cfg.min_confidence}"
         return name, self._tax.stream_of(name), hazard, share, Reason.OK, ""
 
-
-
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over the smaller box: 1.0 when one box lies inside the other (a part of the item)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return w * h / smaller if smaller > 0 else 0.0
 
 
 def _crossing(tr: _Track, line: float, belt: BeltSpeed) -> tuple[float, int | None]:

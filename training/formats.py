@@ -74,6 +74,15 @@ class Sample:
     """Problems the reader found (malformed label lines, unknown class indices)."""
 
 
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two pixel boxes ``x1 y1 x2 y2`` (0 when both are empty)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the image header; (0, 0) when the file cannot be opened as an image."""
     from PIL import Image, UnidentifiedImageError

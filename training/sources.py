@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from station.taxonomy import Taxonomy
-from training.formats import Box, Sample, list_images, read_yolo
+from training.formats import Box, Sample, iou, list_images, read_yolo
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +204,6 @@ def read_crop_source(smap: SourceMap, shared_root: Path, limit: int | None = Non
 
 
 # --------------------------------------------------------------------------------------- coarse labels
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

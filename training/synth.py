@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.cutouts import Cutout, parallel_map
-from training.formats import Box, Sample
+from training.formats import Box, Sample, iou
 
 log = logging.getLogger(__name__)
 
@@ -173,19 +173,11 @@ def mask_box(mask: npt.NDArray[np.bool_]) -> tuple[float, float, float, float] |
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
-def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _fits(obj: Image, x: int, y: int, existing: Sequence[Box], pasted: Sequence[tuple[float, ...]],
           params: SynthParams) -> bool:
     h, w = obj.shape[:2]
     box = (float(x), float(y), float(x + w), float(y + h))
-    if any(_box_iou(box, p) > params.max_iou_pasted for p in pasted):
+    if any(iou(box, p) > params.max_iou_pasted for p in pasted):
         return False
     alpha = obj[:, :, 3] >= ALPHA_ON
     for e in existing:

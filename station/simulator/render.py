@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from station.detections import overlap_of_smaller
 from station.simulator._paint import U8, resize
 from station.simulator.items import ItemMaker, Sprite
 from station.simulator.scene import Light, Patch, belt_texture, clip_window, make_patch, paste
@@ -83,16 +84,6 @@ class _Placed:
         return x0, y0, x0 + w - 2 * self.patch.ox, y0 + h - 2 * self.patch.oy
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over the smaller box."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / max(small, 1)
-
-
 def _beside(rng: np.random.Generator, box: tuple[int, int, int, int], sw: int, sh: int) -> tuple[int, int]:
     """Top-left that puts a ``sw × sh`` item against one side of ``box`` (touching, a few px overlap)."""
     bx0, by0, bx1, by1 = box
@@ -113,7 +104,7 @@ def _position(rng: np.random.Generator, sw: int, sh: int, width: int, height: in
         else:
             cand = (int(rng.uniform(-0.2 * sw, width - 0.8 * sw)), int(rng.uniform(-0.2 * sh, height - 0.8 * sh)))
         box = (cand[0], cand[1], cand[0] + sw, cand[1] + sh)
-        ov = max((_overlap(box, p.box) for p in placed), default=0.0)
+        ov = max((overlap_of_smaller(box, p.box) for p in placed), default=0.0)
         if ov < 0.15:
             return cand
         if ov < best_ov:
