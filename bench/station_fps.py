@@ -77,7 +77,8 @@ class RssPeak:
         return self.peak / 2**20
 
 
-def run_sortloop(clip: Path, model: Path, imgsz: int, threads: int, realtime: bool = False) -> dict:
+def run_sortloop(clip: Path, model: Path, imgsz: int, threads: int, realtime: bool = False,
+                 detect_workers: int | None = None) -> dict:
     del imgsz  # the ONNX file fixes the input size
     from station.config import StationConfig
     from station.runtime import build_station
@@ -89,6 +90,7 @@ def run_sortloop(clip: Path, model: Path, imgsz: int, threads: int, realtime: bo
             "model": {"path": str(model), "watch_registry": False, "threads": threads, "spin": SPIN,
                       "class_map": {} if _native(model) else COCO_TO_TAXONOMY},
             "store": {"url": f"sqlite:///{tmp}/bench.db", "evidence_dir": f"{tmp}/evidence"},
+            "pipeline": {"detect_workers": detect_workers},
         })
         built = build_station(cfg, keep_results=False)
         st = built.station
@@ -136,10 +138,13 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(values[k], 2)
 
 
-def contender(kind: str, clip: Path, model: Path, imgsz: int, threads: int) -> dict:
+def contender(kind: str, clip: Path, model: Path, imgsz: int, threads: int, detect_workers: int | None = None
+              ) -> dict:
     """Run one contender in a fresh process; its JSON result. ``kind`` sortloop-realtime plays the clip at 30 fps."""
     cmd = [sys.executable, __file__, "--worker", kind, "--clip", str(clip), "--model", str(model),
            "--imgsz", str(imgsz), "--threads", str(threads)]
+    if detect_workers is not None:
+        cmd += ["--detect-workers", str(detect_workers)]
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(ROOT / "var" / "ultralytics")}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
@@ -179,13 +184,16 @@ def main() -> None:
     ap.add_argument("--pt", type=Path, default=SHARED / "yolo11n-coco.pt")
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--threads", type=int, default=0, help="inference threads (0 = library default)")
+    ap.add_argument("--detect-workers", type=int, default=None,
+                    help="the station's pipeline.detect_workers (default: its automatic choice)")
     ap.add_argument("--variants", action="store_true", help="also YOLO26n and INT8 exports, reported apart")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every contender; figures are medians")
     ap.add_argument("--latency-model", type=Path, default=ROOT / "models" / "sortloop-default.onnx",
                     help="model of the real-time latency pass (one that decides the clip's items)")
     a = ap.parse_args()
     if a.worker in ("sortloop", "sortloop-realtime"):
-        print(json.dumps(run_sortloop(a.clip, a.model, a.imgsz, a.threads, realtime=a.worker != "sortloop")))
+        print(json.dumps(run_sortloop(a.clip, a.model, a.imgsz, a.threads, realtime=a.worker != "sortloop",
+                                      detect_workers=a.detect_workers)))
         return
     if a.worker == "ultralytics":
         print(json.dumps(run_ultralytics(a.clip, a.model, a.imgsz, a.threads)))
@@ -199,17 +207,18 @@ def main() -> None:
         order = list(names)[r % len(names):] + list(names)[:r % len(names)]  # rotate who runs first
         for name in order:
             kind, model = names[name]
-            runs[name].append(contender(kind, a.clip, model, a.imgsz, a.threads))
+            runs[name].append(contender(kind, a.clip, model, a.imgsz, a.threads, a.detect_workers))
         print(f"round {r + 1}: " + ", ".join(f"{n} {runs[n][-1]['fps']:.1f} fps" for n in names), flush=True)
     rows = {name: _median(rs) for name, rs in runs.items()}
-    latency = contender("sortloop-realtime", a.clip, a.latency_model, a.imgsz, a.threads)
+    latency = contender("sortloop-realtime", a.clip, a.latency_model, a.imgsz, a.threads, a.detect_workers)
     _print(rows, a)
     print(f"  frame→decision latency, real time (30 fps), {a.latency_model.name}: p50 {latency['p50_ms']} ms  "
           f"p99 {latency['p99_ms']} ms over {latency['decisions']} decisions, {latency['dropped']} frames dropped")
     ours, best = rows["sortloop (onnxruntime)"], max(rows["ultralytics track (PyTorch)"]["fps"],
                                                      rows["ultralytics track (ONNX)"]["fps"])
     if a.variants:
-        extra = {name: _median([contender("sortloop", a.clip, path, a.imgsz, a.threads) for _ in range(a.rounds)])
+        extra = {name: _median([contender("sortloop", a.clip, path, a.imgsz, a.threads, a.detect_workers)
+                                for _ in range(a.rounds)])
                  for name, path in export_variants(a.imgsz, ROOT / "var" / "bench" / "models")}
         print("\nstation with other models it may choose (not the same-model comparison):")
         for name, r in extra.items():

@@ -6,6 +6,7 @@ and the fix.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -77,7 +78,8 @@ class ModelConfig(_Model):
     iou: float = Field(0.5, gt=0, le=1, description="NMS IoU threshold (models that need NMS).")
     agnostic_nms: bool = Field(True, description="Class-agnostic NMS: one box per object whatever its class, so "
                                "one item never becomes two tracks (its per-class scores still vote).")
-    threads: int = Field(0, ge=0, description="Intra-op threads for onnxruntime (0 = library default).")
+    threads: int = Field(0, ge=0, description="Intra-op threads for onnxruntime (0 = the CPU cores shared "
+                         "out among `pipeline.detect_workers`).")
     spin: bool | None = Field(None, description="Let onnxruntime's idle threads busy-wait between operators: "
                               "faster inference when cores are free, much slower when they fight the capture and "
                               "storage workers for them. Empty: on with at least 4 CPU cores, off below.")
@@ -187,6 +189,17 @@ class PipelineConfig(_Model):
                                       "station stops routing and alarms.")
     heartbeat_timeout_s: float = Field(5.0, gt=0, description="A worker silent this long is stuck: alarm, "
                                        "route to manual.")
+    detect_workers: int | None = Field(None, ge=1, le=8, description="Workers that run the detector on "
+                                       "successive frames at once (tracking and decisions still take frames in "
+                                       "order). On a CPU two one-thread inferences side by side outrun one "
+                                       "inference spread over two threads. Empty: 2 with at least 2 CPU cores, "
+                                       "else 1. With `model.threads` 0 each gets cores / workers threads.")
+
+    def detect_worker_count(self, cores: int | None = None) -> int:
+        """``detect_workers``, or the automatic choice for ``cores`` (default: this machine's)."""
+        if self.detect_workers is not None:
+            return self.detect_workers
+        return 2 if (cores if cores is not None else os.cpu_count() or 1) >= 2 else 1
 
 
 class StationConfig(_Model):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,7 +209,8 @@ def _check_taxonomy(names: list[str], taxonomy: Taxonomy, path: Path) -> None:
 class Detector:
     """``detector(image_bgr) -> Detections`` for one Ultralytics ONNX export.
 
-    Not thread-safe: it reuses its input buffers; give each worker its own detector.
+    Thread-safe: the onnxruntime session is shared and each calling thread letterboxes into its own reused
+    input buffers, so several workers can run one detector on successive frames at once.
     """
 
     def __init__(self, path: str | Path, *, confidence: float = 0.25, iou: float = 0.5, threads: int = 0,
@@ -235,10 +237,8 @@ class Detector:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()[:12]
         self._version = self._metadata.get("sortloop_version") or digest
         self._input_name = self._session.get_inputs()[0].name
-        dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else np.float32
-        self._input = np.empty((1, 3, *self._imgsz), dtype=dtype)
-        self._resized = np.empty(0, np.uint8)
-        self._box: Letterbox | None = None
+        self._dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else np.float32
+        self._local = threading.local()  # per calling thread: input tensor, resize buffer, letterbox
         log.info("detector %s: %s, input %s, %d classes, providers %s", self.path.name, self._kind,
                  self._imgsz, len(self._names), self.providers)
 
@@ -281,25 +281,28 @@ class Detector:
         return self.postprocess(self.infer(tensor), box)
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[np.ndarray, Letterbox]:
-        """Letterbox a BGR uint8 image into the reused NCHW input tensor (valid until the next call)."""
+        """Letterbox a BGR uint8 image into this thread's reused NCHW input tensor (valid until the thread's
+        next call)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"detector input must be an (h, w, 3) BGR uint8 image, got {image.shape} "
                              f"{image.dtype}")
         h, w = image.shape[:2]
-        box = self._box
+        mine = self._local
+        box: Letterbox | None = getattr(mine, "box", None)
         if box is None or box.src_hw != (h, w):
-            box = self._box = Letterbox.fit((h, w), self._imgsz)
-            self._input.fill(PAD_VALUE / 255)  # the padding never changes while the frame size holds
-            self._resized = np.empty((*box.new_hw, 3), np.uint8)
+            box = mine.box = Letterbox.fit((h, w), self._imgsz)
+            mine.input = np.full((1, 3, *self._imgsz), PAD_VALUE / 255, self._dtype)  # padding stays put
+            mine.resized = np.empty((*box.new_hw, 3), np.uint8)
+        tensor: np.ndarray = mine.input
         src: np.ndarray = image
         if box.new_hw != (h, w):
-            src = cv2.resize(image, box.new_hw[::-1], dst=self._resized, interpolation=cv2.INTER_LINEAR)
+            src = cv2.resize(image, box.new_hw[::-1], dst=mine.resized, interpolation=cv2.INTER_LINEAR)
         nh, nw = box.new_hw
         scale = np.float32(1 / 255)
         for ch in range(3):  # BGR→RGB, HWC→CHW and /255 in one pass per plane, padding left untouched
-            np.multiply(src[:, :, 2 - ch], scale, out=self._input[0, ch, box.top:box.top + nh,
-                                                                  box.left:box.left + nw], casting="unsafe")
-        return self._input, box
+            np.multiply(src[:, :, 2 - ch], scale, out=tensor[0, ch, box.top:box.top + nh, box.left:box.left + nw],
+                        casting="unsafe")
+        return tensor, box
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Run the model on a preprocessed tensor; returns its raw output."""

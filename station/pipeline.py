@@ -1,8 +1,10 @@
 """The station: capture → detect → track → decide → route → record → actuate, as supervised workers.
 
-Three workers joined by bounded queues: ``capture`` reads the source, ``infer`` detects, tracks and
-decides, ``act`` makes each decision durable and then hands its command to the actuator. A watchdog
-restarts dead workers and alarms; a fault anywhere routes to the fail-safe (manual) bin.
+Workers joined by bounded queues: ``capture`` reads the source; ``detect-1`` … ``detect-N`` run the
+detector on successive frames at once, and whichever delivers the next frame in order tracks it and decides
+(tracking needs frames in order; the detector is the cost); ``act`` makes each decision durable and then
+hands its command to the actuator. A watchdog restarts dead workers and alarms; a fault anywhere routes to
+the fail-safe (manual) bin.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from station.classes import ClassMapper
 from station.config import StationConfig
 from station.decide import DecisionLine
+from station.detections import Detections
 from station.events import Actuation, ActuationStatus, Alarm, Decision, Severity
 from station.frames import Frame
 from station.route import BeltSpeed, Router
@@ -90,7 +93,18 @@ class Station:
         self._stop = threading.Event()
         self._source_done = threading.Event()
         self._block_capture = not cfg.source.realtime
-        self.workers = [Worker("capture", self._capture), Worker("infer", self._infer), Worker("act", self._act)]
+        self._model = (detector, self.classes)
+        """The detector and its class mapping, swapped together; each detect worker reads both per frame."""
+        n_detect = cfg.pipeline.detect_worker_count()
+        self._take_lock = threading.Lock()  # a frame and its sequence number are taken together
+        self._taken = 0
+        self._order_lock = threading.Lock()  # the in-order stage: track, decide, route
+        self._done_lock = threading.Lock()
+        self._done: dict[int, tuple[Frame, Detections | None]] = {}
+        self._next_out = 0
+        self._detect_closed: set[str] = set()
+        detect = [Worker(f"detect-{i + 1}", self._detect) for i in range(n_detect)]
+        self.workers = [Worker("capture", self._capture), *detect, Worker("act", self._act)]
         self.supervisor = Supervisor(self.workers, limit_per_min=cfg.pipeline.worker_restart_limit,
                                      stuck_after_s=cfg.pipeline.heartbeat_timeout_s, on_event=self._worker_event)
         self._watchdog = threading.Thread(target=self._watch, name="sortloop-watchdog", daemon=True)
@@ -165,37 +179,74 @@ class Station:
         self._source_done.set()
         self.frames.close()
 
-    def _infer(self, w: Worker) -> None:
+    def _detect(self, w: Worker) -> None:
         while not self._stop.is_set():
             w.beat()
             try:
-                frame = self.frames.get(timeout=0.2)
+                taken = self._take()
             except Closed:
-                self.routed.close()
+                self._detect_done(w)
                 return
-            if frame is None:
+            if taken is None:
                 continue
-            self._maybe_swap()
-            self._process(frame)
+            seq, frame = taken
+            dets = None
+            try:  # the frame is handed on even if detection fails, so the frames behind it are not held up
+                detector, classes = self._model
+                t0 = time.perf_counter()
+                dets = classes(detector(frame.image))
+                self.metrics.observe_inference(time.perf_counter() - t0)
+            finally:
+                self._deliver(seq, frame, dets)
 
-    def _process(self, frame: Frame) -> None:
-        t0 = time.perf_counter()
-        dets = self.classes(self._detector(frame.image))
-        self.metrics.observe_inference(time.perf_counter() - t0)
-        self.belt.update(frame)
-        if self._last_t is not None:
-            self._belt_x += self.belt.px_per_s * max(0.0, frame.timestamp - self._last_t)
-        self._last_t = frame.timestamp
-        tracked = self.tracker.update(dets, timestamp=frame.timestamp, belt_x=self._belt_x)
-        decisions = self.line.update(frame, tracked, self.belt)
-        for d in decisions:
-            a = self.router.route(d, now_source=frame.timestamp)
-            self.routed.put(_Routed(d, a, frame.captured), block=True)
+    def _take(self) -> tuple[int, Frame] | None:
+        """The next frame with its sequence number (frames dropped from the queue leave no gap)."""
+        with self._take_lock:
+            frame = self.frames.get(timeout=0.2)
+            if frame is None:
+                return None
+            self._taken += 1
+            return self._taken - 1, frame
+
+    def _deliver(self, seq: int, frame: Frame, dets: Detections | None) -> None:
+        """Hand in a detected frame; run the in-order stage over every frame now ready in sequence."""
+        with self._done_lock:
+            self._done[seq] = (frame, dets)
+        with self._order_lock:
+            while True:
+                with self._done_lock:
+                    ready = self._done.pop(self._next_out, None)
+                if ready is None:
+                    return
+                self._next_out += 1  # before processing: a frame whose processing fails is not retried
+                self._process(*ready)
+
+    def _detect_done(self, w: Worker) -> None:
+        """The frame queue is closed and drained: the last detect worker to see it closes the next queue."""
+        with self._done_lock:
+            self._detect_closed.add(w.name)
+            last = len(self._detect_closed) == sum(x.name.startswith("detect-") for x in self.workers)
+        if last:
+            self.routed.close()
+
+    def _process(self, frame: Frame, dets: Detections | None) -> None:
+        """The in-order stage for one frame: belt travel, tracking, decisions, routing, the live view."""
+        self._maybe_swap()
+        if dets is not None:  # None: detection failed on this frame (its worker is restarted and alarmed)
+            self.belt.update(frame)
+            if self._last_t is not None:
+                self._belt_x += self.belt.px_per_s * max(0.0, frame.timestamp - self._last_t)
+            self._last_t = frame.timestamp
+            tracked = self.tracker.update(dets, timestamp=frame.timestamp, belt_x=self._belt_x)
+            decisions = self.line.update(frame, tracked, self.belt)
+            for d in decisions:
+                a = self.router.route(d, now_source=frame.timestamp)
+                self.routed.put(_Routed(d, a, frame.captured), block=True)
+            if self.live is not None:
+                self.live.publish(frame, tracked, self.taxonomy.names, decisions, self.cfg.decision.line_x)
         self.stats.frames += 1
         self.last_frame = frame
         self.metrics.frame()
-        if self.live is not None:
-            self.live.publish(frame, tracked, self.taxonomy.names, decisions, self.cfg.decision.line_x)
 
     def _maybe_swap(self) -> None:
         with self._model_lock:
@@ -205,6 +256,7 @@ class Station:
         old = self._detector.version
         self.classes = ClassMapper(new.names, self.taxonomy, self.cfg.model.class_map)
         self._detector = new
+        self._model = (new, self.classes)
         self.line.set_model(new.version)
         self.metrics.set_model(new.version)
         self.store.record_model(new.version, str(new.path), dict(new.metadata))

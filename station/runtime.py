@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
     from station.detect import Detector, ModelError
 
     m = cfg.model
-    det = Detector(path or cfg.resolve(m.path), confidence=m.confidence, iou=m.iou, threads=m.threads,
+    threads = m.threads or max(1, (os.cpu_count() or 1) // cfg.pipeline.detect_worker_count())
+    det = Detector(path or cfg.resolve(m.path), confidence=m.confidence, iou=m.iou, threads=threads,
                    providers=m.providers, taxonomy=taxonomy if check_classes and not m.class_map else None,
                    agnostic=m.agnostic_nms, spin=m.spin)
     if check_classes:

@@ -1,0 +1,95 @@
+"""Frame-parallel detection: several detect workers, one in-order stage.
+
+The detect workers run the model on successive frames at once; tracking and decisions must still see every
+frame once and in order, so a run decides exactly as a one-worker run does, and a frame whose detection
+fails must not hold up the frames behind it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from station.config import PipelineConfig, StationConfig
+from station.detect import Detector
+from station.detections import Detections
+from station.runtime import Built, build_station
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "sortloop-default.onnx"
+FRAMES = 420
+
+
+def sim_station(tmp_path: Path, workers: int, frames: int = FRAMES) -> Built:
+    cfg = StationConfig.model_validate({
+        "source": {"kind": "simulator", "realtime": False, "max_frames": frames},
+        "simulator": {"seed": 11},
+        "model": {"path": str(DEFAULT_MODEL), "watch_registry": False, "threads": 1},
+        "pipeline": {"detect_workers": workers},
+        "store": {"url": f"sqlite:///{tmp_path}/station.db", "evidence_dir": str(tmp_path / "evidence")},
+    })
+    return build_station(cfg, keep_results=True)
+
+
+def run(built: Built) -> None:
+    built.station.start()
+    built.station.wait(120)
+
+
+@pytest.mark.parametrize(("cores", "configured", "expected"), [
+    (1, None, 1), (2, None, 2), (16, None, 2), (2, 1, 1), (2, 3, 3),
+])
+def test_detect_worker_count(cores: int, configured: int | None, expected: int) -> None:
+    assert PipelineConfig(detect_workers=configured).detect_worker_count(cores) == expected
+
+
+def test_parallel_detection_decides_exactly_as_one_worker(tmp_path: Path) -> None:
+    def decisions(workers: int) -> list[tuple[Any, ...]]:
+        built = sim_station(tmp_path / f"w{workers}", workers)
+        names = [w.name for w in built.station.workers]
+        assert names == ["capture", *(f"detect-{i + 1}" for i in range(workers)), "act"]
+        run(built)
+        st = built.station
+        assert st.stats.frames == FRAMES and st.last_frame is not None and st.last_frame.index == FRAMES - 1
+        return [(d.track_id, d.frame_index, d.class_name, d.stream, round(d.crossed_at, 6), d.observations,
+                 sorted(d.votes.items())) for d in st.decisions]
+
+    one = decisions(1)
+    assert len(one) >= 3, "the clip must hold decisions to compare"
+    assert decisions(3) == one
+
+
+class _FailsOnce:
+    """The real detector, made to raise on its ``fail_at``-th call (a fault injected into one worker)."""
+
+    def __init__(self, det: Detector, fail_at: int) -> None:
+        self._det, self._fail_at, self._calls = det, fail_at, 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._det, name)
+
+    def __call__(self, image: npt.NDArray[np.uint8]) -> Detections:
+        with self._lock:
+            self._calls += 1
+            fail = self._calls == self._fail_at
+        if fail:
+            raise RuntimeError("injected inference fault")
+        return self._det(image)
+
+
+def test_a_failed_detection_is_alarmed_and_the_frames_behind_it_go_on(tmp_path: Path) -> None:
+    built = sim_station(tmp_path, workers=2, frames=240)
+    st = built.station
+    st.swap_model(_FailsOnce(st._detector, fail_at=40))  # type: ignore[arg-type]
+    run(built)
+    assert st.stats.frames == 240, "every frame passes the in-order stage, the failed one included"
+    assert st.last_frame is not None and st.last_frame.index == 239
+    kinds = [a.kind for a in st.store.alarms()]
+    assert "failsafe.worker.detect-1" in kinds or "failsafe.worker.detect-2" in kinds
+    assert sum(w.restarts for w in st.workers if w.name.startswith("detect-")) == 1
