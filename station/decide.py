@@ -65,6 +65,14 @@ class _Crossing:
     """Decided from the track's prediction: it was lost before reaching the line."""
 
 
+SPANNING_EDGE = 0.02
+"""A box within this fraction of the frame width of both the entry and the exit edge spans the view: it says
+nothing about where an item is along the belt (the model sometimes boxes the whole belt), so the decision line
+does not use it: deciding it would time an ejector from the view's centre and could swallow the real item as
+its duplicate. (An item longer than the view is never whole in it and gets no decision: it rides on to the
+end-of-belt manual bin, like every item without a command.)"""
+
+
 class DecisionLine:
     """Turns tracked detections into decisions. ``update`` is called once per frame."""
 
@@ -93,8 +101,10 @@ class DecisionLine:
         ids = dets.tracker_id if dets.tracker_id is not None else np.full(len(dets), -1)
         centres = dets.center
         votes = self._votes(dets)
+        edge = SPANNING_EDGE * frame.width
+        spanning = (dets.xyxy[:, 0] <= edge) & (dets.xyxy[:, 2] >= frame.width - edge)
         for i, tid in enumerate(ids):
-            if tid < 0:
+            if tid < 0 or spanning[i]:  # a box across the whole view has no position along the belt
                 continue
             c = self._observe(int(tid), frame, dets.xyxy[i], centres[i], votes[i], line, belt)
             if c is not None:

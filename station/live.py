@@ -180,7 +180,9 @@ class LiveView:
         now = time.time()
         decided = next((d for d in recent if d.hazard and now - d.decided_at_wall < self.banner_s), None)
         if decided is not None:
-            text = f"HAZARD {decided.hazard}: {decided.class_name or '?'} #{decided.track_id} -> {decided.stream}"
+            bin_name = self._bins.get(decided.item_id)
+            where = f"bin {bin_name}" if bin_name else decided.stream.value
+            text = f"HAZARD {decided.hazard}: {decided.class_name or '?'} #{decided.track_id} -> {where}"
         elif visible is not None:
             text = f"HAZARD on the belt: {visible}"
         else:

@@ -30,7 +30,8 @@ def scores(**shares: float) -> np.ndarray:
 
 
 def run(tracks: list[dict], frames: int = 120, cfg: DecisionConfig | None = None):
-    """Each track: id (or ids by frame), x0 at frame 0, y, first/last frame, class scores."""
+    """Each track: id (or ids by frame), x0 at frame 0, y, first/last frame, class scores; ``box`` fixes its
+    box (xyxy) instead of an 80×60 box moving with the belt."""
     line = DecisionLine(cfg or DecisionConfig(), TAX, station_id="t")
     line.set_model("test")
     b, out = belt(), []
@@ -41,7 +42,7 @@ def run(tracks: list[dict], frames: int = 120, cfg: DecisionConfig | None = None
             if not tr.get("first", 0) <= k <= tr.get("last", 10**9):
                 continue
             x = tr["x0"] + SPEED * t
-            boxes.append([x - 40, tr["y"] - 30, x + 40, tr["y"] + 30])
+            boxes.append(tr.get("box") or [x - 40, tr["y"] - 30, x + 40, tr["y"] + 30])
             row = tr["scores"]
             confs.append(row.max())
             cls.append(int(row.argmax()))
@@ -180,3 +181,15 @@ def test_sliver_seen_only_at_the_exit_edge_is_not_an_item() -> None:
     tracks = [{"id": 9, "x0": 1245.0 - SPEED * 2.0, "y": 300, "first": 60, "last": 61, "scores": scores(battery=0.9)}]
     decisions, line = run(tracks)
     assert decisions == [] and line.ignored == 1
+
+
+def test_box_spanning_the_whole_view_is_not_an_item() -> None:
+    # the model boxes the whole belt for a second while an item comes in (seen with the default model on the
+    # simulator): that box has no position along the belt (its centre is the view's centre whatever moves),
+    # so it is neither decided, which would time an ejector from nothing, nor allowed to swallow the item
+    item = {"id": 1, "x0": 200.0, "y": 300, "scores": scores(textile=0.8)}
+    spanning = {"id": 2, "x0": 0.0, "y": 360, "first": 5, "last": 40, "box": [4.0, 20.0, W - 16.0, 700.0],
+                "scores": scores(textile=0.4)}
+    decisions, line = run([item, spanning])
+    assert [d.track_id for d in decisions] == [1] and line.merged == 0
+    assert decisions[0].crossed_at == pytest.approx((W / 2 - 200.0) / SPEED, abs=1e-3)
