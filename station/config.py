@@ -92,6 +92,11 @@ class ModelConfig(_Model):
                                  description="onnxruntime providers in order of preference; absent ones "
                                  "are skipped.")
 
+    @property
+    def hazard_floor(self) -> float | None:
+        """``hazard_confidence`` where it lowers the bar for battery-hazard boxes; None where it is turned off."""
+        return self.hazard_confidence if self.hazard_confidence < self.confidence else None
+
 
 class TrackerConfig(_Model):
     activation_threshold: float = Field(0.3, ge=0, le=1, description="Score a detection needs to start a track.")

@@ -83,7 +83,7 @@ class DecisionLine:
         self._tracks: dict[int, _Track] = {}
         self._recent: deque[_Decided] = deque()
         self._history_s = history_s
-        self._hazard_mask = np.array([taxonomy.hazard_of(n) == "battery" for n in taxonomy.names])
+        self._hazard_mask = np.array([n in taxonomy.battery_hazards for n in taxonomy.names])
         self._any_hazard = np.array([taxonomy.hazard_of(n) is not None for n in taxonomy.names])
         self.model_version = ""
         self.merged = 0

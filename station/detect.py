@@ -103,7 +103,8 @@ def _read_model(path: Path) -> bytes:
 
 SPIN_MIN_CORES = 4
 """Below this many CPU cores onnxruntime's busy-waiting pool fights the station's other workers for them
-(measured on 2 cores: 48 fps with spinning off against 31 fps on, bench/station_fps.py)."""
+(measured on 2 cores with one detect worker using both: 48 fps with spinning off against 31 fps on,
+bench/station_fps.py)."""
 
 
 def _open_session(data: bytes, path: Path, threads: int, providers: list[str], spin: bool | None = None

@@ -68,17 +68,15 @@ class Station:
         self.cfg, self.taxonomy = cfg, taxonomy
         self.source, self.actuator, self.store = source, actuator, store
         self.metrics, self.live = metrics, live
-        self._detector = detector
         self._pending_model: Detector | None = None
         self._model_lock = threading.Lock()
         self.belt = BeltSpeed(cfg.routing)
         self.router = Router(cfg.routing, self.belt)
         self.line = DecisionLine(cfg.decision, taxonomy, station_id=cfg.station_id)
-        self.classes = ClassMapper(detector.names, taxonomy, cfg.model.class_map)
+        self._model = (detector, ClassMapper(detector.names, taxonomy, cfg.model.class_map))
+        """The detector and its class mapping, swapped together; each detect worker reads both per frame."""
         self.line.set_model(detector.version)
-        hazards = [taxonomy.index(n) for n in taxonomy.names if taxonomy.hazard_of(n) == "battery"]
-        if cfg.model.hazard_confidence >= cfg.model.confidence:
-            hazards = []  # the hazard floor is turned off
+        hazards = [] if cfg.model.hazard_floor is None else sorted(map(taxonomy.index, taxonomy.battery_hazards))
         self.tracker = Tracker(cfg.tracker, fps=cfg.source.fps if cfg.source.kind != "simulator" else cfg.simulator.fps,
                                hazard_classes=hazards, hazard_confidence=cfg.model.hazard_confidence)
         self._belt_x = 0.0  # belt travel (px) since the start: the tracker works in belt coordinates
@@ -93,9 +91,7 @@ class Station:
         self._stop = threading.Event()
         self._source_done = threading.Event()
         self._block_capture = not cfg.source.realtime
-        self._model = (detector, self.classes)
-        """The detector and its class mapping, swapped together; each detect worker reads both per frame."""
-        n_detect = cfg.pipeline.detect_worker_count()
+        self._n_detect = cfg.pipeline.detect_worker_count()
         self._take_lock = threading.Lock()  # a frame and its sequence number are taken together
         self._taken = 0
         self._order_lock = threading.Lock()  # the in-order stage: track, decide, route
@@ -103,7 +99,7 @@ class Station:
         self._done: dict[int, tuple[Frame, Detections | None]] = {}
         self._next_out = 0
         self._detect_closed: set[str] = set()
-        detect = [Worker(f"detect-{i + 1}", self._detect) for i in range(n_detect)]
+        detect = [Worker(f"detect-{i + 1}", self._detect) for i in range(self._n_detect)]
         self.workers = [Worker("capture", self._capture), *detect, Worker("act", self._act)]
         self.supervisor = Supervisor(self.workers, limit_per_min=cfg.pipeline.worker_restart_limit,
                                      stuck_after_s=cfg.pipeline.heartbeat_timeout_s, on_event=self._worker_event)
@@ -146,6 +142,10 @@ class Station:
         """Hand a validated model to the inference worker; it swaps between two frames."""
         with self._model_lock:
             self._pending_model = detector
+
+    @property
+    def _detector(self) -> Detector:
+        return self._model[0]
 
     @property
     def model_version(self) -> str:
@@ -225,7 +225,7 @@ class Station:
         """The frame queue is closed and drained: the last detect worker to see it closes the next queue."""
         with self._done_lock:
             self._detect_closed.add(w.name)
-            last = len(self._detect_closed) == sum(x.name.startswith("detect-") for x in self.workers)
+            last = len(self._detect_closed) == self._n_detect
         if last:
             self.routed.close()
 
@@ -254,9 +254,7 @@ class Station:
         if new is None:
             return
         old = self._detector.version
-        self.classes = ClassMapper(new.names, self.taxonomy, self.cfg.model.class_map)
-        self._detector = new
-        self._model = (new, self.classes)
+        self._model = (new, ClassMapper(new.names, self.taxonomy, self.cfg.model.class_map))
         self.line.set_model(new.version)
         self.metrics.set_model(new.version)
         self.store.record_model(new.version, str(new.path), dict(new.metadata))

@@ -37,10 +37,10 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
             ClassMapper(det.names, taxonomy, m.class_map)
         except ValueError as exc:
             raise ModelError(f"model file {det.path}: {exc}") from exc
-    if m.hazard_confidence < m.confidence:  # hazard recall first: keep faint battery-hazard boxes
+    if m.hazard_floor is not None:  # hazard recall first: keep faint battery-hazard boxes
         placed = [m.class_map.get(name, name) for name in det.names]
-        det.class_confidence = {i: m.hazard_confidence for i, name in enumerate(placed)
-                                if name in taxonomy and taxonomy.hazard_of(name) == "battery"}
+        det.class_confidence = {i: m.hazard_floor for i, name in enumerate(placed)
+                                if name in taxonomy.battery_hazards}
     det.warm_up()  # here, not on the first frame (or, for a swap, in the watcher's thread, not the hot path)
     return det
 

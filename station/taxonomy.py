@@ -85,6 +85,11 @@ class Taxonomy(BaseModel):
         return None if h == "none" else h
 
     @cached_property
+    def battery_hazards(self) -> frozenset[str]:
+        """Names of the classes whose hazard is a battery (batteries and battery-bearing devices)."""
+        return frozenset(c.name for c in self.classes if c.hazard == "battery")
+
+    @cached_property
     def digest(self) -> str:
         """Stable hash of the class list (names, streams, hazards): stored in model metadata."""
         payload = "\n".join(f"{c.name}|{c.stream.value}|{c.hazard}" for c in self.classes)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from station.config import ConfigError, StationConfig, load_config, parse_config
+from station.config import ConfigError, ModelConfig, StationConfig, load_config, parse_config
+from station.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,3 +64,17 @@ def test_partial_config_keeps_defaults(tmp_path: Path) -> None:
     p.write_text(yaml.safe_dump({"simulator": {"items_per_min": 10}}))
     cfg = load_config(p)
     assert cfg.simulator.items_per_min == 10 and cfg.routing == StationConfig().routing
+
+
+def test_battery_hazards_are_the_classes_carrying_a_battery() -> None:
+    assert load_taxonomy().battery_hazards == {"battery", "phone", "laptop"}
+
+
+@pytest.mark.parametrize(("hazard_confidence", "confidence", "floor"), [
+    (0.1, 0.25, 0.1),
+    (0.0, 0.25, 0.0),     # a floor of 0 is a floor (keeps every hazard box), not "off"
+    (0.25, 0.25, None),   # at or above `confidence`: turned off
+    (0.4, 0.25, None),
+])
+def test_hazard_floor(hazard_confidence: float, confidence: float, floor: float | None) -> None:
+    assert ModelConfig(hazard_confidence=hazard_confidence, confidence=confidence).hazard_floor == floor

@@ -66,7 +66,7 @@ def _vote_reasons(item: ItemRecord, w: ReviewWeights) -> tuple[float, list[str]]
 
 
 def _hazard_reason(item: ItemRecord, taxonomy: Taxonomy, doubt: float, w: ReviewWeights) -> tuple[float, list[str]]:
-    battery = {c.name for c in taxonomy.classes if c.hazard == "battery"}
+    battery = taxonomy.battery_hazards
     if item.class_name in battery:
         return 0.0, []
     share = sum(s for name, s in shares(item.votes) if name in battery)
