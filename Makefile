@@ -50,7 +50,8 @@ clean:
 # renders of every class (configs/default-stage2.data.yaml reads data/sortloop and data/sim-extra).
 DATA_DIR ?= data/sortloop
 default-model: setup
-	$(BIN)/sortloop data build $(DATA_DIR) --seed 0 --synth-n 1000 --sim-n 1200 --limit 1000 --imgsz 640
+	$(BIN)/sortloop data build $(DATA_DIR) --seed 0 --synth-n 1000 --sim-n 1200 --limit 1000 --imgsz 640 \
+		--no-crop-photos --spare 1000
 	$(BIN)/sortloop train --data $(DATA_DIR)/data.yaml --name default --epochs 7 --close-mosaic 2 --imgsz 320 \
 		--batch 16 --seed 0 --patience 50
 	$(BIN)/sortloop sim render --n 1600 --seed 7 --width 640 --height 352 --out data/sim-extra

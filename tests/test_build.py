@@ -11,7 +11,10 @@ import yaml
 
 from station.taxonomy import load_taxonomy
 from training.build import BuildError, build_dataset
+from training.cutouts import CutoutReport
+from training.formats import image_size
 from training.manifest import Manifest
+from training.split import DEFAULT_THRESHOLD, phash64
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -113,7 +116,19 @@ def test_tiny_build(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
     # held-out crops: only the val folder, listed for evaluation, never in train
     battery = (out / m.lists["test_battery_crops"]).read_text().split()
     assert battery and all("/val/Cell/" in str(Path(p).resolve()) for p in battery)
-    assert not any("/crops/" in str(p.resolve()) for p in (out / "images" / "train").iterdir())
+    assert not any("/crops/val/" in str(p.resolve()) for p in (out / "images" / "train").iterdir())
+    # training crops with a cut-out are training photos too, boxed by the cut-out's mask
+    cutouts = {c.origin.resolve(): c for c in CutoutReport.load(out / "work" / "cutouts" / "index.json").cutouts}
+    photos = (out / m.lists["train_crop-photos"]).read_text().split()
+    assert len(photos) == m.images["train"]["crop-photos"] > 0
+    for img in map(Path, photos):
+        origin = img.resolve()
+        assert "/crops/train/" in str(origin) and origin in cutouts
+        (row,) = _labels(out, "train")[img.stem]
+        w, h = image_size(origin)
+        x1, y1, x2, y2 = cutouts[origin].bbox
+        assert row == pytest.approx([row[0], (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h],
+                                    abs=1e-5)
     assert {"test_boxes", "train_synth-belt"} <= set(m.lists)
     assert Manifest.load(out / "manifest.json").digest() == m.digest()
     assert len(m.files) == sum(len(list((out / "labels" / s).glob("*.txt"))) for s in ("train", "val", "test",
@@ -131,6 +146,9 @@ def test_build_is_deterministic(tmp_path: Path, fake_shared: tuple[Path, Path]) 
     assert [p.read_bytes() for p in gen_a] == [p.read_bytes() for p in gen_b] and gen_a
     c = build_dataset(tmp_path / "a", **{**kw, "seed": 4}, workers=1)  # type: ignore[arg-type]
     assert c.digest() != a.digest()
+    assert a.images["train"]["crop-photos"] > 0
+    d = build_dataset(tmp_path / "d", **kw, workers=1, crop_photos=False)  # type: ignore[arg-type]
+    assert "crop-photos" not in d.images["train"] and d.settings["crop_photos"] is False
 
 
 def test_build_refuses_to_write_into_shared(fake_shared: tuple[Path, Path]) -> None:
@@ -182,3 +200,29 @@ def test_limit_spreads_over_the_source() -> None:
 
     assert spread(list(range(10)), 3) == [0, 3, 6]
     assert spread([1, 2], 5) == [1, 2] and spread([1, 2], None) == [1, 2]
+
+
+def test_spare_images_are_unseen(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
+    """With --limit, --spare lists left-out images for evaluation, none resembling an image the build read."""
+    root, maps = fake_shared
+    out = tmp_path / "ds"
+    m = build_dataset(out, shared_root=root, sources_dir=maps, seed=1, synth_n=0, sim_n=0, imgsz=160,
+                      limit_per_source=12, spare=50, workers=1)  # 12 of 22 photos: p00 read, zz_copy left out
+    read = {p.resolve() for s in ("train", "val", "test", "crops") for p in (out / "images" / s).iterdir()}
+    spare = [Path(p) for p in (out / m.lists["spare_boxes"]).read_text().split()]
+    assert len(spare) == m.spare["boxes"] > 0 and sum(m.spare.values()) == len(list((out / "images" /
+                                                                                        "spare").iterdir()))
+    read_hashes = [phash64(p) for p in read]
+    for img in (out / "images" / "spare").iterdir():
+        origin = img.resolve()
+        assert origin not in read and origin.is_relative_to(root)
+        assert min(bin(phash64(origin) ^ h).count("1") for h in read_hashes) > DEFAULT_THRESHOLD
+        assert (out / "labels" / "spare" / f"{img.stem}.txt").read_text()
+    # the planted near-duplicate of a read photo was left out by the limit, and is not spare either
+    spare_names = {p.resolve().name for p in spare}
+    assert "p00.jpg" in {p.name for p in read} and "zz_copy.jpg" not in spare_names
+    assert "p01.jpg" in spare_names and "broken.jpg" not in spare_names  # validated like the read photos
+    # without --spare (or without --limit) there is no spare list
+    plain = build_dataset(tmp_path / "plain", shared_root=root, sources_dir=maps, seed=1, synth_n=0, sim_n=0,
+                          imgsz=160, limit_per_source=10, workers=1)
+    assert not plain.spare and not any(k.startswith("spare_") for k in plain.lists)

@@ -6,7 +6,7 @@ Layout of ``out_dir``::
     data.yaml                 absolute path, names in taxonomy order
     images/{train,val,test}/  symlinks to /work/shared (real photos) or to generated/ (scenes, renders)
     labels/{train,val,test}/  YOLO labels with taxonomy indices (ours; ultralytics caches next to them)
-    images/crops, labels/crops  held-out single-object crops (evaluation only)
+    images/crops, labels/crops  held-out single-object crops (evaluation only; training crops go to train)
     generated/                synthetic scenes and simulator renders (new files)
     lists/<split>_<source>.txt  image lists per split and source, e.g. test_trashnetpp.txt, test_battery_crops.txt
     manifest.json             sources, licences, class maps, counts, hashes, seed
@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +36,9 @@ from training.sources import (
     read_box_source,
     read_crop_source,
     refine_coarse,
+    spread,
 )
-from training.split import ALL_SPLITS, HELDOUT, SPLITS, plan_splits
+from training.split import ALL_SPLITS, HELDOUT, SPLITS, group_indices, phashes, plan_splits
 from training.synth import write_scenes
 from training.validate import ValidationReport, file_sha256, validate
 
@@ -60,24 +61,67 @@ class Parts:
     validation: ValidationReport | None = None
     refinement: dict[str, dict[str, int]] = field(default_factory=dict)
     cutouts: CutoutReport | None = None
+    spare: list[Sample] = field(default_factory=list)
+    """Images ``--limit`` left out that no read image resembles: evaluation only."""
 
 
-def _read_sources(maps: Sequence[SourceMap], shared_root: Path, limit: int | None,
-                  work: Path) -> tuple[list[Sample], list[Crop], dict[str, dict[str, int]]]:
-    photos: list[Sample] = []
-    crops: list[Crop] = []
-    refinement: dict[str, dict[str, int]] = {}
+@dataclass
+class _Read:
+    """What the sources gave: photos and crops to build from, and those ``limit`` left out."""
+
+    photos: list[Sample] = field(default_factory=list)
+    crops: list[Crop] = field(default_factory=list)
+    refinement: dict[str, dict[str, int]] = field(default_factory=dict)
+    left_photos: list[Sample] = field(default_factory=list)
+    left_crops: list[Crop] = field(default_factory=list)
+
+
+def _read_sources(maps: Sequence[SourceMap], shared_root: Path, limit: int | None, work: Path,
+                  spare: int = 0) -> _Read:
+    """Read every source (``limit`` images each); keep up to ``spare`` of those left out per source."""
+    r = _Read()
     for m in maps:
         if m.kind == "boxes":
-            samples, _ = read_box_source(m, shared_root, limit)
+            left: list[Sample] = []
+            samples, _ = read_box_source(m, shared_root, limit, left)
+            left = spread(left, spare)
             if m.refine:
                 samples, counts = refine_coarse(samples, m, shared_root, work / "cache")
-                refinement.update({f"{m.name}:{k}": dict(sorted(v.items())) for k, v in counts.items()})
-            photos += samples
+                r.refinement.update({f"{m.name}:{k}": dict(sorted(v.items())) for k, v in counts.items()})
+                left = refine_coarse(left, m, shared_root, work / "cache")[0] if left else left
+            r.photos += samples
+            r.left_photos += left
         else:
             per_class = None if limit is None else max(2, limit // max(1, len(m.classes)))
-            crops += read_crop_source(m, shared_root, per_class)[0]
-    return photos, crops, refinement
+            left_crops: list[Crop] = []
+            r.crops += read_crop_source(m, shared_root, per_class, left_crops)[0]
+            by_class: dict[str, list[Crop]] = defaultdict(list)
+            for c in left_crops:
+                by_class[c.class_name].append(c)
+            r.left_crops += [c for cs in by_class.values() for c in spread(cs, spare // max(1, len(by_class)))]
+    return r
+
+
+def _spare_samples(read: _Read, taxonomy: Taxonomy, work: Path, workers: int) -> list[Sample]:
+    """The left-out images that share no group and no near-duplicate hash with any image the build read
+    (so they are unseen by a model trained on any split), as evaluation samples; crops boxed like the
+    held-out crops."""
+    from training.cutouts import CutoutParams
+
+    photos = validate(read.left_photos, taxonomy).samples
+    seen = [(s.image_path, s.group) for s in read.photos] + [(c.image_path, c.group) for c in read.crops]
+    new = [(s.image_path, s.group) for s in photos] + [(c.image_path, c.group) for c in read.left_crops]
+    everything = seen + new
+    comp = group_indices(phashes([p for p, _ in everything], work / "cache" / "phash.json"),
+                         [g for _, g in everything])
+    touched = set(comp[:len(seen)])
+    fresh = [c not in touched for c in comp[len(seen):]]
+    kept_photos = [s for s, ok in zip(photos, fresh[:len(photos)], strict=True) if ok]
+    kept_crops = [c for c, ok in zip(read.left_crops, fresh[len(photos):], strict=True) if ok]
+    cut = make_cutouts(kept_crops, work / "cutouts-spare", CutoutParams(), workers=workers)
+    log.info("spare: %d of %d left-out images kept (the rest resemble an image the build read)",
+             sum(fresh), len(fresh))
+    return kept_photos + _crop_samples(kept_crops, cut.cutouts, lambda c: True, source=None, whole_image=True)
 
 
 def _split_real(photos: list[Sample], crops: list[Crop], *, seed: int, fractions: Sequence[float],
@@ -97,19 +141,25 @@ def _split_real(photos: list[Sample], crops: list[Crop], *, seed: int, fractions
     return splits, crop_split
 
 
-def _crop_eval_samples(crops: Sequence[Crop], cutouts: Sequence[Cutout]) -> list[Sample]:
-    """Held-out crops as evaluation images: box from the cut-out mask, else the whole image."""
+def _crop_samples(crops: Sequence[Crop], cutouts: Sequence[Cutout], keep: Callable[[Crop], bool], *,
+                  source: str | None, whole_image: bool) -> list[Sample]:
+    """Single-object crop photos as detection samples, boxed by their cut-out mask.
+
+    ``source`` names the samples' source (None: ``crops-<class>``); without an accepted cut-out a crop is boxed
+    as the whole image when ``whole_image``, else left out."""
     by_origin = {c.origin: c for c in cutouts}
     out = []
     for c in crops:
-        if c.pool != "heldout":
+        if not keep(c):
+            continue
+        cut = by_origin.get(c.image_path)
+        if cut is None and not whole_image:
             continue
         w, h = image_size(c.image_path)
         if not (w and h):
             continue
-        cut = by_origin.get(c.image_path)
         box = cut.bbox if cut is not None else (0.0, 0.0, float(w), float(h))
-        out.append(Sample(c.image_path, w, h, [Box(box, c.class_name)], source=f"crops-{c.class_name}",
+        out.append(Sample(c.image_path, w, h, [Box(box, c.class_name)], source=source or f"crops-{c.class_name}",
                           group=c.group))
     return out
 
@@ -218,7 +268,8 @@ def _write(parts: Parts, out_dir: Path, names: list[str]) -> tuple[dict[str, str
     lists: dict[str, str] = {}
     files: list[FileEntry] = []
     (out_dir / "lists").mkdir(parents=True, exist_ok=True)
-    groups = [(split, parts.splits[split]) for split in SPLITS] + [("crops", parts.crops_eval)]
+    groups = [(split, parts.splits[split]) for split in SPLITS] + [("crops", parts.crops_eval),
+                                                                   ("spare", parts.spare)]
     for split, samples in groups:
         by_source: dict[str, list[Path]] = defaultdict(list)
         written = write_yolo_split(samples, out_dir, names, split)
@@ -231,14 +282,16 @@ def _write(parts: Parts, out_dir: Path, names: list[str]) -> tuple[dict[str, str
             files.append(FileEntry(str(label.relative_to(out_dir)), file_sha256(label), image))
         list_split = "test" if split == "crops" else split
         for source, imgs in sorted(by_source.items()):
-            name = f"{list_split}_{source.removeprefix('crops-')}{'_crops' if split == 'crops' else ''}"
+            crop = source.startswith("crops-")
+            name = f"{list_split}_{source.removeprefix('crops-')}{'_crops' if crop else ''}"
             path = out_dir / "lists" / f"{name}.txt"
             path.write_text("".join(f"{p}\n" for p in imgs))
             lists[name] = str(path.relative_to(out_dir))
-        if split == "crops" and samples:
-            path = out_dir / "lists" / "test_crops.txt"
-            path.write_text("".join(f"{p}\n" for imgs in by_source.values() for p in imgs))
-            lists["test_crops"] = str(path.relative_to(out_dir))
+        crop_imgs = [p for source, imgs in by_source.items() if source.startswith("crops-") for p in imgs]
+        if crop_imgs:
+            path = out_dir / "lists" / f"{list_split}_crops.txt"
+            path.write_text("".join(f"{p}\n" for p in crop_imgs))
+            lists[f"{list_split}_crops"] = str(path.relative_to(out_dir))
     return lists, files
 
 
@@ -266,14 +319,24 @@ def _manifest(parts: Parts, maps: Sequence[SourceMap], taxonomy: Taxonomy, *, se
         synthetic_share=synth,
         refinement=parts.refinement, validation=parts.validation.counts if parts.validation else {},
         cutouts={"accepted": dict(sorted(cut.accepted.items())), "rejected": dict(sorted(cut.rejected.items()))}
-        if cut else {}, settings=settings, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        if cut else {}, spare=dict(sorted(Counter(x.source for x in parts.spare).items())), settings=settings,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def build_dataset(out_dir: Path, *, shared_root: Path = SHARED_ROOT, seed: int = 0, synth_n: int = 2000,
                   sim_n: int = 600, limit_per_source: int | None = None, imgsz: int = 640,
                   taxonomy: Taxonomy | None = None, sources_dir: Path = SOURCES_DIR,
-                  fractions: Sequence[float] = (0.8, 0.1, 0.1), workers: int = 0) -> Manifest:
+                  fractions: Sequence[float] = (0.8, 0.1, 0.1), workers: int = 0,
+                  crop_photos: bool = True, spare: int = 0) -> Manifest:
     """Build the YOLO dataset in ``out_dir`` and return its manifest (also saved as manifest.json).
+
+    ``crop_photos``: training crops (single-object photos) also go into the training split as they are, boxed
+    by their cut-out mask, besides being pasted into synthetic scenes: the model sees each item at the scale
+    and in the light it was photographed, not only small on a belt.
+
+    ``spare``: with ``limit_per_source``, up to this many of the images each source has beyond the limit are
+    written as evaluation lists ``lists/spare_<source>.txt`` and ``lists/spare_<class>_crops.txt`` (none
+    that resembles an image the build read): a larger held-out set at no cost to the training split.
 
     ``workers`` processes cut out and paint scenes (0: up to 4, by CPU count); the output does not depend
     on it. They start through multiprocessing's forkserver, so a script that calls this with workers > 1
@@ -288,21 +351,31 @@ def build_dataset(out_dir: Path, *, shared_root: Path = SHARED_ROOT, seed: int =
     _clean(out_dir, shared_root)
     work = out_dir / "work"
     parts = Parts()
-    photos, crops, parts.refinement = _read_sources(maps, shared_root, limit_per_source, work)
+    read = _read_sources(maps, shared_root, limit_per_source, work, spare)
+    photos, crops, parts.refinement = read.photos, read.crops, read.refinement
     parts.validation = validate(photos, tax)
     splits, crop_split = _split_real(parts.validation.samples, crops, seed=seed, fractions=fractions, work=work)
     parts.splits = splits
     workers = workers or min(4, os.cpu_count() or 1)
     parts.cutouts = make_cutouts(crops, work / "cutouts", CutoutParams(), workers=workers)
-    parts.crops_eval = _crop_eval_samples(crops, parts.cutouts.cutouts)
+    # held-out crops: evaluation images only (whole image when the cut-out failed)
+    parts.crops_eval = _crop_samples(crops, parts.cutouts.cutouts, lambda c: c.pool == "heldout", source=None,
+                                     whole_image=True)
+    if crop_photos:  # training crops: the photo itself too, not only its cut-out pasted into scenes
+        parts.splits["train"] += _crop_samples(crops, parts.cutouts.cutouts,
+                                               lambda c: crop_split.get(c.image_path) == "train",
+                                               source="crop-photos", whole_image=False)
     _synthetic(parts, parts.cutouts.cutouts, crop_split, out_dir=out_dir, seed=seed, synth_n=synth_n, imgsz=imgsz,
                fractions=fractions, workers=workers)
     _simulated(parts, crop_split, out_dir=out_dir, seed=seed, sim_n=sim_n, imgsz=imgsz, taxonomy=tax,
                fractions=fractions, workers=workers)
+    if spare:
+        parts.spare = _spare_samples(read, tax, work, workers)
     lists, files = _write(parts, out_dir, list(tax.names))
     write_data_yaml(out_dir, tax.names, {"train": "images/train", "val": "images/val", "test": "images/test"})
     settings: dict[str, object] = {"synth_n": synth_n, "sim_n": sim_n, "limit_per_source": limit_per_source,
-                                   "imgsz": imgsz, "fractions": list(fractions), "shared_root": str(shared_root)}
+                                   "imgsz": imgsz, "fractions": list(fractions), "shared_root": str(shared_root),
+                                   "crop_photos": crop_photos, "spare": spare}
     manifest = _manifest(parts, maps, tax, seed=seed, settings=settings)
     manifest.lists, manifest.files = lists, files
     manifest.save(out_dir / "manifest.json")

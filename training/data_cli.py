@@ -35,6 +35,10 @@ def build(
     sim_n: Annotated[int, typer.Option(help="Simulator renders (all splits); 0 for none.")] = 600,
     limit: Annotated[int | None, typer.Option(help="At most this many images per source (quick builds).")] = None,
     imgsz: Annotated[int, typer.Option(help="Long side of generated images (px).")] = 640,
+    crop_photos: Annotated[bool, typer.Option(help="Training crops also as photos (boxed by their cut-out), "
+                                                   "not only pasted into scenes.")] = True,
+    spare: Annotated[int, typer.Option(help="With --limit: up to this many left-out images per source as "
+                                            "evaluation lists lists/spare_*.txt (unseen by any split).")] = 0,
 ) -> None:
     """Build the dataset from ../shared sources, cut-outs, synthetic scenes and simulator renders."""
     from training.build import SHARED_ROOT, BuildError, build_dataset
@@ -46,7 +50,8 @@ def build(
         raise _fail(f"shared root {root} has no datasets/ folder; pass --shared-root /path/to/shared")
     try:
         manifest = build_dataset(out, shared_root=root, seed=seed, synth_n=synth_n, sim_n=sim_n,
-                                 limit_per_source=limit, imgsz=imgsz)
+                                 limit_per_source=limit, imgsz=imgsz, crop_photos=crop_photos,
+                                 spare=spare)
     except (BuildError, SourceError, FormatError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(manifest.table())

@@ -52,6 +52,8 @@ class Manifest:
     """Problem kind → count over all real sources."""
     cutouts: dict[str, dict[str, int]] = field(default_factory=dict)
     """'accepted' / 'rejected' → class → count."""
+    spare: dict[str, int] = field(default_factory=dict)
+    """Source → images beyond ``--limit`` kept for evaluation only (``lists/spare_*.txt``)."""
     lists: dict[str, str] = field(default_factory=dict)
     """Per-source evaluation list name → path relative to the dataset."""
     settings: dict[str, Any] = field(default_factory=dict)
@@ -95,4 +97,6 @@ class Manifest:
             lines.append(f"{c:<12}" + "".join(f"{self.counts[s].get(c, 0):>8}" for s in splits))
         lines.append(f"{'images':<12}" + "".join(f"{sum(self.images.get(s, {}).values()):>8}" for s in splits))
         lines.append(f"{'synthetic':<12}" + "".join(f"{self.synthetic_share.get(s, 0):>8.0%}" for s in splits))
+        if self.spare:
+            lines.append(f"spare (evaluation only): {sum(self.spare.values())} images in lists/spare_*.txt")
         return "\n".join(lines)

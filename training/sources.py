@@ -152,17 +152,25 @@ def map_sample(s: Sample, smap: SourceMap, root: Path, stats: MapStats, *, coars
 
 def spread(items: Sequence[T], limit: int | None) -> list[T]:
     """At most ``limit`` items, evenly spaced over the (sorted) list: every split and name range is sampled."""
+    return spread_split(items, limit)[0]
+
+
+def spread_split(items: Sequence[T], limit: int | None) -> tuple[list[T], list[T]]:
+    """``spread(items, limit)`` and the items it leaves out, both in list order."""
     if limit is None or len(items) <= limit:
-        return list(items)
-    return [items[i * len(items) // limit] for i in range(limit)]
+        return list(items), []
+    keep = {i * len(items) // limit for i in range(limit)}
+    return [x for i, x in enumerate(items) if i in keep], [x for i, x in enumerate(items) if i not in keep]
 
 
-def read_box_source(smap: SourceMap, shared_root: Path, limit: int | None = None) -> tuple[list[Sample], MapStats]:
+def read_box_source(smap: SourceMap, shared_root: Path, limit: int | None = None,
+                    left_out: list[Sample] | None = None) -> tuple[list[Sample], MapStats]:
     """Samples of a box source with taxonomy classes (coarse labels kept as-is for ``refine_coarse``);
-    ``limit`` keeps an evenly spread subset."""
+    ``limit`` keeps an evenly spread subset, and the samples it leaves out go to ``left_out`` (mapped alike)."""
     root = source_root(smap, shared_root)
-    samples = read_yolo(root, source=smap.name)
-    samples = spread(samples, limit)
+    samples, rest = spread_split(read_yolo(root, source=smap.name), limit)
+    if left_out is not None:
+        left_out += [map_sample(s, smap, root, MapStats()) for s in rest]
     stats = MapStats()
     return [map_sample(s, smap, root, stats) for s in samples], stats
 
@@ -181,8 +189,10 @@ class Crop:
     group: str
 
 
-def read_crop_source(smap: SourceMap, shared_root: Path, limit: int | None = None) -> tuple[list[Crop], MapStats]:
-    """Crops of the mapped classes; ``limit`` caps the crops per class folder."""
+def read_crop_source(smap: SourceMap, shared_root: Path, limit: int | None = None,
+                     left_out: list[Crop] | None = None) -> tuple[list[Crop], MapStats]:
+    """Crops of the mapped classes; ``limit`` caps the crops per class folder, and the crops it leaves out go
+    to ``left_out``."""
     root = source_root(smap, shared_root)
     stats = MapStats()
     crops: list[Crop] = []
@@ -191,16 +201,25 @@ def read_crop_source(smap: SourceMap, shared_root: Path, limit: int | None = Non
         if not base.is_dir():
             raise SourceError(f"source {smap.name}: folder {base} not found; fix 'folders' in its map")
         for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-            images = spread(list_images(label_dir), limit)
-            for img in images:
-                target = smap.overrides.get(str(img.relative_to(root))) or smap.target(label_dir.name)
+            images, rest = spread_split(list_images(label_dir), limit)
+            for img, target in _crop_targets(images, label_dir.name, smap, root):
                 if target == DROP:
                     stats.dropped[label_dir.name] += 1
                     continue
                 stats.mapped[f"{label_dir.name} → {target}"] += 1
-                rel = img.relative_to(root).with_suffix("").as_posix()
-                crops.append(Crop(img, target, smap.name, pool, f"{smap.name}:{rel}"))
+                crops.append(Crop(img, target, smap.name, pool, _crop_group(img, smap, root)))
+            if left_out is not None:
+                left_out += [Crop(img, target, smap.name, pool, _crop_group(img, smap, root))
+                             for img, target in _crop_targets(rest, label_dir.name, smap, root) if target != DROP]
     return crops, stats
+
+
+def _crop_targets(images: Sequence[Path], label: str, smap: SourceMap, root: Path) -> list[tuple[Path, str]]:
+    return [(img, smap.overrides.get(str(img.relative_to(root))) or smap.target(label)) for img in images]
+
+
+def _crop_group(img: Path, smap: SourceMap, root: Path) -> str:
+    return f"{smap.name}:{img.relative_to(root).with_suffix('').as_posix()}"
 
 
 # --------------------------------------------------------------------------------------- coarse labels
