@@ -202,12 +202,17 @@ def test_limit_spreads_over_the_source() -> None:
     assert spread([1, 2], 5) == [1, 2] and spread([1, 2], None) == [1, 2]
 
 
-def test_spare_images_are_unseen(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
+def test_spare_images_are_unseen(tmp_path: Path, fake_shared: tuple[Path, Path],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """With --limit, --spare lists left-out images for evaluation, none resembling an image the build read."""
     root, maps = fake_shared
-    out = tmp_path / "ds"
-    m = build_dataset(out, shared_root=root, sources_dir=maps, seed=1, synth_n=0, sim_n=0, imgsz=160,
+    monkeypatch.chdir(tmp_path)
+    m = build_dataset(Path("ds"), shared_root=root, sources_dir=maps, seed=1, synth_n=0, sim_n=0, imgsz=160,
                       limit_per_source=12, spare=50, workers=1)  # 12 of 22 photos: p00 read, zz_copy left out
+    monkeypatch.chdir(root)  # lists name their images whatever the folder they are read from
+    out = tmp_path / "ds"
+    for name in m.lists.values():
+        assert all(Path(p).is_absolute() and Path(p).is_file() for p in (out / name).read_text().split())
     read = {p.resolve() for s in ("train", "val", "test", "crops") for p in (out / "images" / s).iterdir()}
     spare = [Path(p) for p in (out / m.lists["spare_boxes"]).read_text().split()]
     assert len(spare) == m.spare["boxes"] > 0 and sum(m.spare.values()) == len(list((out / "images" /

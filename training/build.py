@@ -285,12 +285,12 @@ def _write(parts: Parts, out_dir: Path, names: list[str]) -> tuple[dict[str, str
             crop = source.startswith("crops-")
             name = f"{list_split}_{source.removeprefix('crops-')}{'_crops' if crop else ''}"
             path = out_dir / "lists" / f"{name}.txt"
-            path.write_text("".join(f"{p}\n" for p in imgs))
+            path.write_text("".join(f"{p.absolute()}\n" for p in imgs))
             lists[name] = str(path.relative_to(out_dir))
         crop_imgs = [p for source, imgs in by_source.items() if source.startswith("crops-") for p in imgs]
         if crop_imgs:
             path = out_dir / "lists" / f"{list_split}_crops.txt"
-            path.write_text("".join(f"{p}\n" for p in crop_imgs))
+            path.write_text("".join(f"{p.absolute()}\n" for p in crop_imgs))
             lists[f"{list_split}_crops"] = str(path.relative_to(out_dir))
     return lists, files
 
