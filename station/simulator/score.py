@@ -56,7 +56,7 @@ class Scorecard:
         return "\n".join([line, *(f"{k:<{width}}  {v:>9}" for k, v in rows), line])
 
 
-def _match(truth: list[TruthItem], d: Decision) -> TruthItem | None:
+def match_truth(truth: list[TruthItem], d: Decision) -> TruthItem | None:
     """The ground-truth item nearest in line time whose lateral extent holds the decision box's centre."""
     cy = (d.box[1] + d.box[3]) / 2
     best, best_dt = None, MATCH_WINDOW_S
@@ -105,7 +105,7 @@ def score(truth: list[TruthItem], decisions: list[Decision], actuations: list[Ac
     owner: dict[str, TruthItem] = {}
     false_decisions = 0
     for d in sorted(decisions, key=lambda d: d.crossed_at):
-        item = _match(truth, d)
+        item = match_truth(truth, d)
         if item is None:
             false_decisions += start <= d.crossed_at <= end
         elif item.item_id in counted:
