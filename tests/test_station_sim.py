@@ -48,8 +48,8 @@ def test_station_on_simulator_runtime_guarantees(tmp_path: Path) -> None:
     # truth an actuation is off exactly as much as the decision's crossing time was, to the encoder tick.
     # The crossing time is the mean of the box centres' estimates; where the model's box spans the item
     # (its width within 20 % of the truth's) it is within the ±50 ms the acceptance bar asks. A box over part
-    # of an item moves its centre (one such here: an e-device boxed 89 of 202 px wide, 111 ms early): that is
-    # the model's, and the acceptance test below counts it.
+    # of an item moves its centre (with sortloop-default-3, one here: an e-device boxed 89 of 202 px wide,
+    # 111 ms early): that is the model's, and the acceptance test below counts it.
     truth, by_item = st.source.sim.truth, {d.item_id: d for d in st.decisions}
     distances = {name: b.distance_m for name, b in st.cfg.routing.bins.items()}
     spanning = 0
