@@ -357,3 +357,18 @@ def test_resolve_data(data: Path, tmp_path: Path, make, split: str, count: int, 
         return
     names, images = resolve_data(target, split, load_taxonomy())
     assert len(images) == count and names == load_taxonomy().names
+
+
+@pytest.mark.parametrize(("time_hours", "expected"), [(None, None), (0.13, 0.13), (0, "error")])
+def test_a_time_budget_reaches_ultralytics(time_hours: float | None, expected: object) -> None:
+    """`--time-hours` (a GPU lease): Ultralytics fits the epochs to it; without it the epochs stand."""
+    from pydantic import ValidationError
+
+    from training.train import _train_args
+
+    if expected == "error":
+        with pytest.raises(ValidationError, match="time_hours"):
+            TrainConfig(time_hours=time_hours)
+        return
+    args = _train_args(TrainConfig(time_hours=time_hours), Path("data.yaml"), plots=False)
+    assert args.get("time") == expected and args["epochs"] == 50

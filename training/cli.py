@@ -83,6 +83,7 @@ def train_cmd(
     data: Annotated[str | None, typer.Option(help="data.yaml of the dataset.")] = None,
     base_weights: Annotated[str | None, typer.Option(help="Checkpoint to fine-tune (.pt).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    time_hours: Annotated[float | None, typer.Option(help="Train for this many hours (the epochs fit to it).")] = None,
     imgsz: Annotated[int | None, typer.Option(help="Image size (px).")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     workers: Annotated[int | None, typer.Option(help="Data-loader workers.")] = None,

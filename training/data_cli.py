@@ -58,6 +58,29 @@ def build(
     typer.echo(f"data.yaml: {(out / 'data.yaml').resolve()}  manifest digest {manifest.digest()}")
 
 
+@data_app.command("pack")
+def pack_cmd(
+    data: Annotated[Path, typer.Argument(help="data.yaml (or YOLO folder) to pack.")],
+    out: Annotated[Path, typer.Argument(help="New folder for the packed dataset and its data.yaml.")],
+    long_side: Annotated[int, typer.Option(help="Long side of the packed images (px): the training imgsz.")] = 320,
+    quality: Annotated[int, typer.Option(help="WebP quality (1-100).")] = 80,
+    split: Annotated[list[str] | None, typer.Option(help="Split to pack (repeat); default train and val.")] = None,
+    max_val: Annotated[int | None, typer.Option(help="At most this many validation images (evenly spread).")] = None,
+    workers: Annotated[int, typer.Option(help="Encoder processes (0: one per core, up to 8).")] = 0,
+) -> None:
+    """Pack a dataset for a remote trainer: images resized to the training size, WebP, one folder."""
+    from training.pack import PackError, pack
+
+    try:
+        result = pack(data, out, long_side=long_side, quality=quality, splits=split or ["train", "val"],
+                      max_images={"val": max_val} if max_val else None, workers=workers)
+    except PackError as exc:
+        raise _fail(str(exc)) from exc
+    counts = ", ".join(f"{k} {v}" for k, v in result.images.items())
+    typer.echo(f"packed {counts} images: {result.bytes_in / 2**20:.1f} MiB → {result.bytes_out / 2**20:.1f} MiB; "
+               f"data.yaml: {result.data_yaml.resolve()}")
+
+
 @data_app.command("validate")
 def validate_cmd(
     path: Annotated[Path, typer.Argument(help="Dataset: YOLO folder, COCO/Label Studio .json, VOC folder.")],

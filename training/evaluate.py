@@ -183,7 +183,7 @@ def resolve_data(data: Path, split: str, taxonomy: Taxonomy) -> tuple[list[str],
     raise EvalError(f"evaluation data {data} not found; pass a data.yaml, a YOLO folder or a .txt image list")
 
 
-def _label_path(image: Path) -> Path:
+def label_path(image: Path) -> Path:
     parts = list(image.parts)
     if "images" in parts:
         i = len(parts) - 1 - parts[::-1].index("images")
@@ -194,7 +194,7 @@ def _label_path(image: Path) -> Path:
 def _load_gt(image: Path, names: Sequence[str], taxonomy: Taxonomy, digest: hashlib._Hash) -> _Image:
     from training.formats import read_yolo_image
 
-    label = _label_path(image)
+    label = label_path(image)
     sample = read_yolo_image(image, label, names)
     unknown = sorted({b.class_name for b in sample.boxes if b.class_name not in taxonomy})
     if unknown:

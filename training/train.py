@@ -67,6 +67,9 @@ class TrainConfig(BaseModel):
     base_weights: str = Field("../shared/weights/yolo11n-coco.pt", description="Checkpoint to fine-tune, read "
                               "from disk only (relative to the repository root).")
     epochs: int = Field(50, ge=1, description="Training epochs.")
+    time_hours: float | None = Field(None, gt=0, description="Train for this long instead (hours, e.g. a GPU "
+                                     "lease): after the first epoch Ultralytics sets the epochs to fit, "
+                                     "close_mosaic and the learning-rate schedule included.")
     imgsz: int = Field(320, ge=32, description="Square training image size (px, multiple of 32).")
     batch: int = Field(16, ge=1, description="Images per batch.")
     workers: int = Field(2, ge=0, description="Data-loader worker processes (0 = load in the main process).")
@@ -292,6 +295,8 @@ def _train_args(cfg: TrainConfig, data_yaml: Path, plots: bool) -> dict[str, obj
              "cos_lr", "mosaic", "close_mosaic", "mixup", "copy_paste", "hsv_h", "hsv_s", "hsv_v", "degrees",
              "scale", "fliplr", "flipud")
     args: dict[str, object] = {k: getattr(cfg, k) for k in knobs}
+    if cfg.time_hours is not None:
+        args["time"] = cfg.time_hours
     args.update(data=str(data_yaml), device=cfg.device, project=str(cfg.resolve(cfg.runs_dir)), name=cfg.name,
                 exist_ok=True, plots=plots, amp=_amp_setting(cfg), verbose=False)
     return args
