@@ -72,6 +72,7 @@ def test_images_of_the_same_name_in_two_folders_both_pack(data: Path, tmp_path: 
         ({"splits": ["dev"]}, "unknown split"),
         ({"data": "missing.yaml"}, "not found"),
         ({"out": "full"}, "not empty"),
+        ({"out": "full/x"}, "not empty"),   # a file where the folder should go
     ],
 )
 def test_bad_input_names_the_fix(data: Path, tmp_path: Path, kwargs: dict[str, object], error: str) -> None:

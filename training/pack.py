@@ -3,8 +3,8 @@
 A training run at ``imgsz`` never sees more than ``imgsz`` pixels on an image's long side (Ultralytics resizes
 on load), so ``pack`` resizes each image to that long side and re-encodes it as WebP: a build that reads
 ``../shared`` through links and spans several folders becomes one self-contained folder with a relative
-``data.yaml``, often 5-10 times smaller. Labels are YOLO-normalised and so stay valid; an image without a label
-file stays a background image.
+``data.yaml`` (the default model's training set: 251 MiB → 64 MiB at 320 px). Labels are YOLO-normalised and
+so stay valid; an image without a label file stays a background image.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def pack(data: Path, out_dir: Path, *, long_side: int, quality: int = 80, splits
         raise PackError(f"long side {long_side} px is too small; use the training imgsz (e.g. 320)")
     if not 1 <= quality <= 100:
         raise PackError(f"WebP quality {quality} is out of range; use 1..100 (80 keeps fine detail)")
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise PackError(f"output folder {out_dir} is not empty; pass a new folder")
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
