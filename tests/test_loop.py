@@ -33,6 +33,7 @@ from station.config import StationConfig
 from station.events import Decision
 from station.runtime import Built, build_station
 from station.simulator import TruthItem, match_truth
+from station.simulator.score import MATCH_WINDOW_S
 from station.taxonomy import load_taxonomy
 from training.registry import GateConfig, Registry, model_card
 from ui.auth import ConsoleUser
@@ -56,7 +57,6 @@ ENGINEER = ConsoleUser("erin", "engineer")
 # A tiny model finds too few batteries for the production floor (0.9); the relative rules stay: no drop of
 # hazard recall against the current model, mAP50-95 within tolerance, both on the same data.
 GATE = GateConfig(min_hazard_recall=0.0, map_tolerance=0.05)
-MATCH_S = 0.3
 
 
 @dataclass
@@ -247,7 +247,7 @@ def test_corrections_retrain_gate_hot_swap_raise_the_corrected_class_recall(tmp_
     built_b.station.wait()
     dec_after = list(built_b.station.decisions)
     versions = Counter(d.model_version for d in dec_after)
-    swap_end = max([warm] + [d.crossed_at + MATCH_S for d in dec_after if d.model_version != result.version])
+    swap_end = max([warm] + [d.crossed_at + MATCH_WINDOW_S for d in dec_after if d.model_version != result.version])
     conf_before = _confusion(dec_before, truth_b, swap_end, end_b - 0.5)
     conf_after = _confusion(dec_after, truth_b, swap_end, end_b - 0.5)
     t_total = time.perf_counter() - t0
