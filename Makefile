@@ -61,6 +61,7 @@ default-model: setup
 	$(BIN)/sortloop train --config configs/training-gpu.yaml
 	$(BIN)/sortloop export --weights runs/default4/weights/best.pt --out models/sortloop-default.onnx \
 		--version sortloop-default-4 --imgsz 320,576 --data $(DATA_DIR)/data.yaml
+	cp runs/default4/weights/best.pt models/sortloop-default.pt
 
 # The CPU-only recipe of the previous default model, sortloop-default-3 (about four hours on 2 cores; the model
 # card's history). Stage 1 fine-tunes COCO YOLO11n on a build of at most 1,000 images per source; stage 2
@@ -80,3 +81,4 @@ default-model-cpu: setup
 		--name default3 --epochs 10 --close-mosaic 2 --imgsz 320 --batch 16 --seed 0 --patience 50
 	$(BIN)/sortloop export --weights runs/default3/weights/best.pt --out models/sortloop-default.onnx \
 		--version sortloop-default-3 --imgsz 320,576 --data $(DATA_DIR)/data.yaml
+	cp runs/default3/weights/best.pt models/sortloop-default.pt

@@ -30,9 +30,19 @@ from ui.context import ConsoleContext
 from ui.corrections import CorrectionIn, Kind, submit
 from ui.engineer import EngineerDesk, RetrainOptions, class_rows, stream_rows, summary_rows
 from ui.jobs import JobBusyError, JobContext, JobFailedError, JobManager, JobState, emit, process_runner
-from ui.retrain import Comparison, RetrainError, RetrainSpec, build_dataset, pack
+from ui.retrain import (
+    Comparison,
+    DatasetInfo,
+    RetrainError,
+    RetrainSpec,
+    adopt_station_model,
+    build_dataset,
+    model_input,
+    pack,
+)
 
 TAX = load_taxonomy()
+ROOT = Path(__file__).resolve().parents[1]
 ENGINEER = ConsoleUser("erin", "engineer")
 GATE = GateConfig(min_hazard_recall=0.9, map_tolerance=0.02)
 
@@ -191,6 +201,48 @@ def test_retrain_dataset_mixes_corrections_and_replay(tmp_path: Path) -> None:
     assert info.val_images == len(val)
 
 
+@pytest.mark.parametrize(("imgsz", "shape"), [
+    ("[320, 576]", (320, 576)), ("[640, 640]", (640, 640)), ("320", (320, 320)), (None, None), ("[]", None),
+    ("not a size", None)])
+def test_a_candidate_keeps_the_current_models_input_shape(tmp_path: Path, imgsz: str | None,
+                                                         shape: tuple[int, int] | None) -> None:
+    """The retraining exports at the current model's whole input: a 16:9 belt model stays 320 x 576."""
+    path = onnx_file(tmp_path / "m.onnx", "v1")
+    if imgsz is not None:
+        model = onnx.load(str(path))
+        model.metadata_props.add(key="imgsz", value=imgsz)
+        onnx.save(model, str(path))
+    assert model_input(path) == shape
+
+
+def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: Path) -> None:
+    """A fresh station runs the shipped default model with an empty registry: the first retraining registers
+    that model (evaluated on the retraining's data) as the current version with its checkpoint, so the
+    candidate is fine-tuned from it and the gate compares against it."""
+    shipped = ROOT / "models" / "sortloop-default.onnx"
+    render_dataset(tmp_path / "data" / "val", 4, seed=5, width=640, height=352, taxonomy=TAX,
+                   classes=["battery", "can", "plastic"])
+    data = tmp_path / "data" / "data.yaml"
+    data.write_text(f"path: .\ntrain: val/images\nval: val/images\nnames: {list(TAX.names)}\n")
+    info = DatasetInfo(data, 4, 4, 1, 0, None)
+
+    def spec(model: Path) -> RetrainSpec:
+        return RetrainSpec(version="v2", by="erin", corrections=str(tmp_path / "corr"), work_dir=str(tmp_path),
+                           registry=str(tmp_path / "reg"), taxonomy="datasets/taxonomy.yaml",
+                           station_model=str(model), conf=0.25)
+
+    assert adopt_station_model(spec(tmp_path / "absent.onnx"), info, TAX) is None
+    assert Registry(tmp_path / "reg").pointer() is None
+    mv = adopt_station_model(spec(shipped), info, TAX)
+    registry = Registry(tmp_path / "reg")
+    current = registry.current()
+    assert mv is not None and current is not None and current.version == mv.version == "sortloop-default-4"
+    assert current.report.data == str(data) and current.report.images == 4
+    assert (mv.folder / "model.pt").read_bytes() == shipped.with_suffix(".pt").read_bytes()
+    assert registry.audit()[-1].action == "adopt"
+    assert adopt_station_model(spec(shipped), info, TAX) is None  # once current, never again
+
+
 # -------------------------------------------------------------------------------------- engineer desk
 
 
@@ -288,6 +340,8 @@ def test_retrain_needs_corrections_and_reports_a_failing_child(desk: EngineerDes
     assert done.state is JobState.FAILED and "RetrainError" in (done.error or "")
     assert "absent" in (done.error or "") and done.progress >= 0.01 and done.stages == ["dataset"]
     assert (tmp_path / "console" / "retrain").is_dir()
+    spec = RetrainSpec.model_validate_json(next((tmp_path / "console" / "retrain").glob("*/spec.json")).read_text())
+    assert spec.station_model == str(ROOT / "models" / "sortloop-default.onnx")  # adopted when none is current
     assert desk.job(ENGINEER) == done
 
 

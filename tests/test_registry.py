@@ -160,6 +160,46 @@ def test_registry_errors(registry: Registry, tmp_path: Path, action, error: str)
         action(registry, tmp_path)
 
 
+def test_adopt_makes_the_station_model_current_with_its_checkpoint(registry: Registry, tmp_path: Path) -> None:
+    """The shipped model a station runs before any promotion becomes the baseline: current without the gate
+    (its recall is under the gate's floor here), its checkpoint kept for fine-tuning, audited."""
+    shipped = make_onnx(tmp_path / "default.onnx", "default-4")
+    (tmp_path / "default.pt").write_bytes(b"checkpoint")
+    mv = registry.adopt(shipped, "# default", make_report(0.5), weights=tmp_path / "default.pt", by="erin")
+    current = registry.current()
+    assert current is not None and current.version == "default-4" == mv.version
+    assert (mv.folder / "model.pt").read_bytes() == b"checkpoint"
+    assert [(a.action, a.version, a.by) for a in registry.audit()] == [("add", "default-4", "erin"),
+                                                                        ("adopt", "default-4", "erin")]
+    with pytest.raises(RegistryError, match="already has a current model"):
+        registry.adopt(shipped, "", make_report(), by="erin")
+    # a candidate is then judged against it
+    add(registry, tmp_path, "v2", make_report(0.45))
+    with pytest.raises(GateRefused, match="lower than the current"):
+        registry.promote("v2", GateConfig(min_hazard_recall=0.0), by="erin")
+
+
+@pytest.mark.parametrize(("same_file", "error"), [(True, None), (False, "with another model file")])
+def test_adopt_reuses_a_registered_version_only_for_the_same_file(registry: Registry, tmp_path: Path,
+                                                                   same_file: bool, error: str | None) -> None:
+    registered = make_onnx(tmp_path / "v1.onnx", "v1")
+    registry.add(registered, "", make_report(0.9), by="x")
+    shipped = registered
+    if not same_file:  # another export under the same version name
+        model = onnx.load(str(registered))
+        model.doc_string = "another export"
+        shipped = tmp_path / "other.onnx"
+        onnx.save(model, str(shipped))
+    if error:
+        with pytest.raises(RegistryError, match=error):
+            registry.adopt(shipped, "", make_report(0.7), by="x")
+        assert registry.current() is None
+        return
+    mv = registry.adopt(shipped, "", make_report(0.7), by="x")
+    assert mv.version == "v1" and mv.report.hazard_recall == pytest.approx(0.7)  # re-evaluated, recorded
+    assert [a.action for a in registry.audit()] == ["add", "record_eval", "adopt"]
+
+
 def test_corrupt_pointer_is_named(registry: Registry, tmp_path: Path) -> None:
     add(registry, tmp_path, "v1", make_report())
     (registry.root / "current.json").write_text("{not json")

@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from training.evaluate import EvalReport
+from training.validate import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,33 @@ class Registry:
         self._point(Pointer(version, f"{version}/model.onnx", _now(), by, history))
         log.info("promoted %s (was %s) by %s", version, decision.current, by)
         return decision
+
+    def adopt(self, onnx_path: Path, card_md: str, report: EvalReport, *, weights: Path | None = None,
+              by: str = "unknown") -> ModelVersion:
+        """Make the model a station runs while the registry has no current version (the shipped default) the
+        current one, without the gate: it is what runs already, the baseline the first candidate is judged
+        against. Its checkpoint, when given, is kept as ``model.pt`` for fine-tuning. A version of the same
+        name already registered is reused when it holds the same file."""
+        if (current := self.current()) is not None:
+            raise RegistryError(f"{self.root} already has a current model ({current.version}); a new model "
+                                f"goes through `sortloop promote` and its gate")
+        onnx_path = Path(onnx_path)
+        name = onnx_version(onnx_path)
+        folder = self.root / name if name else None
+        if folder is not None and (folder / "eval.json").is_file():
+            if file_sha256(folder / "model.onnx") != file_sha256(onnx_path):
+                raise RegistryError(f"version {name!r} is registered at {folder} with another model file than "
+                                    f"{onnx_path}; re-export one of them with another --version")
+            mv = self.record_eval(folder.name, report, by=by)
+        else:
+            mv = self.add(onnx_path, card_md, report, by=by)
+        if weights is not None:
+            shutil.copyfile(weights, mv.folder / "model.pt")
+        self._point(Pointer(mv.version, f"{mv.version}/model.onnx", _now(), by, []))
+        self._log(by, "adopt", mv.version, report, "ok", [f"the station's model {onnx_path.name}, run before any "
+                                                          "promotion"])
+        log.info("adopted %s (%s) as the current model by %s", mv.version, onnx_path, by)
+        return mv
 
     def rollback(self, by: str) -> ModelVersion:
         """Point current.json back at the version promoted before the current one (no gate)."""

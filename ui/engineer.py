@@ -45,7 +45,9 @@ class RetrainOptions(BaseModel):
     replay_n: int = Field(200, ge=0, description="Base images mixed in so the model keeps what it knew.")
     batch: int = Field(8, ge=1)
     device: str = Field("cpu", description="'cpu' or a CUDA index such as '0'.")
-    imgsz: int | None = Field(None, ge=32, description="Default: the current model's input size.")
+    imgsz: int | None = Field(None, ge=32, description="Training size; the candidate is then exported square "
+                              "at it. Default: the current model's input height for training, its whole input "
+                              "(e.g. 320 x 576) for the export.")
     eval_data: str | None = Field(None, description="Default: the data the current model was evaluated on.")
     training_config: str | None = Field(None, description="Training YAML (default: configs/training.yaml).")
     train_args: dict[str, float | int | bool | str] = Field(default_factory=dict)
@@ -183,6 +185,7 @@ class EngineerDesk:
                            work_dir=str(work), registry=str(self.ctx.registry),
                            taxonomy=str(cfg.resolve(cfg.taxonomy)), replay_data=replay,
                            replay_n=opts.replay_n if replay else 0, eval_data=opts.eval_data,
+                           station_model=str(cfg.resolve(cfg.model.path)),
                            epochs=opts.epochs, imgsz=opts.imgsz, batch=opts.batch, device=opts.device,
                            canvas=self._frame_size(), conf=cfg.model.confidence, train_args=opts.train_args,
                            training_config=opts.training_config)

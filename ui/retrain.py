@@ -3,10 +3,12 @@
 Steps: the corrections (a YOLO folder written by ``ui.corrections.export_dataset``: evidence crops with their
 corrected box, background crops, boxed frames) are packed at their own pixel scale onto frame-sized canvases,
 so the model sees items as large as on the belt; a replay sample of the base training data is added so the
-model keeps what it knew; then fine-tune (from the current model's checkpoint when the registry has one,
-else the training config's base weights), export ONNX, evaluate candidate and current model on the same data
-(the current model's evaluation data, and the held-out corrections) and register the candidate. Promotion is
-the engineer's next step, through the registry's gate. Progress goes to the parent as ``@sortloop`` lines.
+model keeps what it knew; then fine-tune (from the current model's checkpoint; a registry with no current
+version first adopts the model the station runs, the shipped default, with the checkpoint beside it; the
+training config's base weights only where there is none), export ONNX, evaluate candidate and current model on
+the same data (the current model's evaluation data, and the held-out corrections) and register the candidate.
+Promotion is the engineer's next step, through the registry's gate. Progress goes to the parent as
+``@sortloop`` lines.
 """
 
 from __future__ import annotations
@@ -67,9 +69,14 @@ class RetrainSpec(BaseModel):
     eval_split: str = Field("val", description="Split of eval_data.")
     weights: str | None = Field(None, description="Checkpoint to fine-tune (default: current model.pt, else "
                                 "the training config's base weights).")
+    station_model: str | None = Field(None, description="The ONNX the station runs while the registry has no "
+                                      "current version (the shipped default): adopted as the first current "
+                                      "version, its checkpoint beside it (same name, .pt) as model.pt.")
     training_config: str | None = Field(None, description="configs/training.yaml (defaults when absent).")
     epochs: int = Field(10, ge=1)
-    imgsz: int | None = Field(None, ge=32, description="Default: the current model's input size.")
+    imgsz: int | None = Field(None, ge=32, description="Training size; the candidate is then exported square "
+                              "at it. Default: the current model's input height for training, its whole input "
+                              "(e.g. 320 x 576) for the export.")
     batch: int = Field(8, ge=1)
     device: str = Field("cpu")
     workers: int = Field(0, ge=0)
@@ -203,7 +210,8 @@ def build_dataset(spec: RetrainSpec, taxonomy: Taxonomy) -> DatasetInfo:
 # ------------------------------------------------------------------------------------------ the model
 
 
-def model_imgsz(onnx: Path) -> int | None:
+def model_input(onnx: Path) -> tuple[int, int] | None:
+    """The model's input (height, width) from its Ultralytics ``imgsz`` metadata; None when absent."""
     from training.registry import onnx_metadata
 
     raw = onnx_metadata(onnx).get("imgsz")
@@ -211,7 +219,34 @@ def model_imgsz(onnx: Path) -> int | None:
         value = ast.literal_eval(raw) if raw else None
     except (ValueError, SyntaxError):
         return None
-    return int(value[0]) if isinstance(value, list | tuple) and value else None
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, list | tuple) and value:
+        return int(value[0]), int(value[-1])
+    return None
+
+
+def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy) -> ModelVersion | None:
+    """With no current version in the registry the station runs the model its config names (the shipped
+    default). Register that one as the current version, with its checkpoint, so the candidate is fine-tuned from
+    the model the station runs and the gate judges it against that model, not against nothing."""
+    from training.evaluate import evaluate
+    from training.registry import Registry, model_card
+
+    registry = Registry(Path(spec.registry))
+    if registry.current() is not None or not spec.station_model:
+        return None
+    onnx = Path(spec.station_model)
+    if not onnx.is_file():
+        log.warning("the station's model %s is not there to adopt; the candidate is judged on its own", onnx)
+        return None
+    data, split = _eval_target(spec, None, info)
+    report = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy)
+    weights = onnx.with_suffix(".pt")
+    if not weights.is_file():
+        log.warning("no checkpoint %s beside the station's model: fine-tuning starts from the base weights", weights)
+    return registry.adopt(onnx, model_card(onnx, report), report, weights=weights if weights.is_file() else None,
+                          by=spec.by)
 
 
 def start_weights(spec: RetrainSpec, base_weights: Path) -> Path:
@@ -342,12 +377,20 @@ def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     tax = load_taxonomy(spec.taxonomy)
     settings = load_settings(spec.training_config)
     registry = Registry(Path(spec.registry))
-    current = registry.current()
     progress(0.01, "building the dataset", "dataset")
     info = build_dataset(spec, tax)
     progress(0.05, f"dataset: {info.correction_images} corrected images, {info.replay_images} replay images, "
              f"{info.val_images} for validation", "dataset")
-    imgsz = spec.imgsz or (model_imgsz(current.model) if current else None) or settings.train.imgsz
+    if registry.current() is None and spec.station_model:
+        progress(0.05, f"adopting the station's model {Path(spec.station_model).name} as the current version",
+                 "dataset")
+        adopt_station_model(spec, info, tax)
+    current = registry.current()
+    # train at the current model's input height (Ultralytics trains square), export at its whole input (a
+    # 16:9 belt model is 320 x 576): the candidate must see the belt at the scale the current model does
+    shape = model_input(current.model) if current else None
+    imgsz = spec.imgsz or (shape[0] if shape else None) or settings.train.imgsz
+    export_size = shape if shape and not spec.imgsz else (imgsz, imgsz)
     weights = start_weights(spec, settings.train.resolve(settings.train.base_weights))
     cfg = _train_cfg(spec, settings, info.data_yaml, weights, imgsz)
     result = train(cfg, progress=lambda e: progress(0.05 + 0.75 * e.epoch / e.epochs, e.line(), "train"))
@@ -355,7 +398,7 @@ def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     onnx = Path(spec.work_dir) / "model.onnx"
     parity = sorted((info.data_yaml.parent / "images" / "val").iterdir())[: settings.export.parity_images]
     best = result.best_epoch
-    export(result.best, onnx, imgsz=imgsz, taxonomy=tax, manifest_digest=f"corrections-{spec.version}",
+    export(result.best, onnx, imgsz=export_size, taxonomy=tax, manifest_digest=f"corrections-{spec.version}",
            metrics=best.metrics if best else {}, version=spec.version, parity_images=parity,
            cfg=settings.export)
     progress(0.88, "evaluating candidate and current model", "evaluate")
