@@ -23,11 +23,11 @@ from training.registry import (
 
 
 def make_report(hazard_recall: float | None = 0.95, map50_95: float = 0.40, data_digest: str = "val-1",
-                created: str = "2025-01-01T00:00:00+00:00") -> EvalReport:
+                created: str = "2025-01-01T00:00:00+00:00", conf: float = 0.25) -> EvalReport:
     """A report with just the numbers the gate reads (others plausible)."""
     return EvalReport(
         model="m.onnx", model_version="v", data="data.yaml", data_digest=data_digest, split="val",
-        taxonomy_digest="t", images=10, items=20, conf=0.25, iou=0.5, map50=map50_95 + 0.2, map50_95=map50_95,
+        taxonomy_digest="t", images=10, items=20, conf=conf, iou=0.5, map50=map50_95 + 0.2, map50_95=map50_95,
         per_class=[ClassAP("battery", 5, 0.5, 0.3)], stream_rows=["electronics", "spurious"],
         stream_cols=["electronics", "missed"], stream_confusion=[[4, 1], [0, 0]], hazard_items=5,
         hazard_predictions=5, hazard_recall=hazard_recall, hazard_precision=0.9, ece=0.05,
@@ -61,6 +61,7 @@ GATE = GateConfig(min_hazard_recall=0.9, map_tolerance=0.02)
         (make_report(0.95, 0.37), make_report(0.95, 0.40), "below the current model's"),  # beyond tolerance
         (make_report(1.00, 0.30), make_report(0.95, 0.40), "mAP50-95"),                 # recall up, mAP down a lot
         (make_report(0.95, 0.40, "val-2"), make_report(0.95, 0.40), "other data"),      # not comparable
+        (make_report(0.95, 0.40, conf=0.1), make_report(0.90, 0.40), "another operating point"),  # nor this
     ],
 )
 def test_gate(candidate: EvalReport, current: EvalReport | None, refused_because: str | None) -> None:

@@ -316,7 +316,8 @@ def compare(spec: RetrainSpec, onnx: Path, info: DatasetInfo, taxonomy: Taxonomy
     cur = None
     if current is not None:
         cur = current.report
-        if cur.data_digest != cand.data_digest:  # the gate needs both on the same data: record it
+        if (cur.data_digest, cur.conf, cur.iou) != (cand.data_digest, cand.conf, cand.iou):
+            # the gate needs both on the same data at the same operating point: record it
             cur = evaluate(current.model, data, split=split, conf=spec.conf, taxonomy=taxonomy)
             registry.record_eval(current.version, cur, by=spec.by)
     out = Comparison(spec.version, current.version if current else None, cand, cur)
@@ -381,10 +382,8 @@ def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     info = build_dataset(spec, tax)
     progress(0.05, f"dataset: {info.correction_images} corrected images, {info.replay_images} replay images, "
              f"{info.val_images} for validation", "dataset")
-    if registry.current() is None and spec.station_model:
-        progress(0.05, f"adopting the station's model {Path(spec.station_model).name} as the current version",
-                 "dataset")
-        adopt_station_model(spec, info, tax)
+    if (adopted := adopt_station_model(spec, info, tax)) is not None:  # only while none is current
+        progress(0.05, f"adopted the station's model {adopted.version} as the current version", "dataset")
     current = registry.current()
     # train at the current model's input height (Ultralytics trains square), export at its whole input (a
     # 16:9 belt model is 320 x 576): the candidate must see the belt at the scale the current model does
