@@ -12,8 +12,8 @@ By default the starting model is a tiny one trained here on simulator renders th
     SORTLOOP_LOOP_CLASSES   simulator classes, comma-separated
     SORTLOOP_LOOP_FRAMES    frames of each measuring run on seed B (default 1200)
     SORTLOOP_LOOP_FRAMES_A  frames of the corrected run on seed A (default 2400: about 40 corrected bottles;
-                            with half that, 22, the retrained model still lost every bottle's vote to glass
-                            in 2 of 4 runs)
+                            with half that, 22, 2 of 4 runs failed, one with no bottle decided as plastic
+                            after the retraining)
     SORTLOOP_LOOP_EPOCHS    retraining epochs (default 10)
     SORTLOOP_LOOP_CACHE     folder to keep the tiny model in between runs (default: trained afresh)
 
