@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -62,6 +63,7 @@ GATE = GateConfig(min_hazard_recall=0.9, map_tolerance=0.02)
         (make_report(1.00, 0.30), make_report(0.95, 0.40), "mAP50-95"),                 # recall up, mAP down a lot
         (make_report(0.95, 0.40, "val-2"), make_report(0.95, 0.40), "other data"),      # not comparable
         (make_report(0.95, 0.40, conf=0.1), make_report(0.90, 0.40), "another operating point"),  # nor this
+        (replace(make_report(0.95, 0.40), hazard_doubt=0.15), make_report(0.90, 0.40), "another operating point"),
     ],
 )
 def test_gate(candidate: EvalReport, current: EvalReport | None, refused_because: str | None) -> None:

@@ -211,6 +211,10 @@ def eval_cmd(
     split: Annotated[str, typer.Option(help="Split of a data.yaml: train, val or test.")] = "test",
     conf: Annotated[float | None, typer.Option(help="Operating threshold (default: configs/station.yaml).")] = None,
     iou: Annotated[float, typer.Option(help="NMS IoU.")] = 0.5,
+    station_hazards: Annotated[bool, typer.Option(
+        "--station-hazards", help="Count hazard recall and precision as the station flags batteries "
+        "(configs/station.yaml model.hazard_confidence and decision.hazard_doubt), as the console's retraining "
+        "does for the gate; default: a winning hazard class above --conf.")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for report.json, report.md and plots.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     register: Annotated[bool, typer.Option("--register", help="Add the model with this report to the registry.")]
@@ -220,10 +224,11 @@ def eval_cmd(
     by: ByOpt = None,
 ) -> None:
     """Evaluate a model through the station's detector: mAP, stream confusion, hazard recall, calibration."""
-    from training.evaluate import evaluate, save_report
+    from training.evaluate import HazardRule, evaluate, save_report
     from training.registry import model_card
 
-    report = evaluate(model, data, split=split, conf=conf, iou=iou)
+    rule = HazardRule.of_station() if station_hazards else None
+    report = evaluate(model, data, split=split, conf=conf, iou=iou, hazard_rule=rule)
     if out is not None:
         save_report(report, out)
     if register:

@@ -43,6 +43,26 @@ class EvalError(ValueError):
 
 
 @dataclass(frozen=True)
+class HazardRule:
+    """How the station flags a battery hazard from a box (``model.hazard_confidence``, ``decision.hazard_doubt``):
+    it keeps a box whose score for a battery-hazard class exceeds ``floor`` even under the operating threshold,
+    and flags it when a battery-hazard class wins or holds at least ``doubt`` of the box's class scores (the
+    decision's hazard doubt, on one look). Without a rule a box is a hazard flag only when a battery-hazard
+    class wins above the operating threshold."""
+
+    floor: float | None
+    doubt: float
+
+    @classmethod
+    def of_station(cls, path: Path = STATION_CONFIG) -> HazardRule:
+        """The rule of configs/station.yaml (its defaults when the file is absent)."""
+        from station.config import load_config
+
+        cfg = load_config(path if path.is_file() else None)
+        return cls(cfg.model.hazard_floor, cfg.decision.hazard_doubt)
+
+
+@dataclass(frozen=True)
 class ClassAP:
     name: str
     gt: int
@@ -91,6 +111,14 @@ class EvalReport:
     reliability: list[ReliabilityBin]
     images_per_s: float
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    hazard_floor: float | None = None
+    hazard_doubt: float | None = None
+    """The station's hazard rule the hazard figures were counted with (None: a winning hazard class only)."""
+
+    @property
+    def operating_point(self) -> tuple[float, float, float | None, float | None]:
+        """What makes two reports' item figures comparable besides the data: thresholds and hazard rule."""
+        return self.conf, self.iou, self.hazard_floor, self.hazard_doubt
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -287,7 +315,26 @@ class _Items:
     correct: list[bool] = field(default_factory=list)
 
 
-def _tally(items: _Items, im: _Image, dets: Detections, taxonomy: Taxonomy, iou: float) -> None:
+def hazard_flags(dets: Detections, conf: float, rule: HazardRule | None,
+                 hazard: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Which boxes flag a battery hazard (``hazard``: a mask over the taxonomy's classes), see ``HazardRule``."""
+    wins = hazard[dets.class_id]
+    if rule is None:
+        return (dets.confidence > conf) & wins
+    scores = dets.class_scores
+    if scores is None:  # only the winning class's score is known
+        scores = np.zeros((len(dets), len(hazard)), np.float32)
+        scores[np.arange(len(dets)), dets.class_id] = dets.confidence
+    h = scores[:, hazard]
+    kept = dets.confidence > conf
+    if rule.floor is not None:
+        kept |= h.max(axis=1, initial=0.0) > rule.floor
+    share = h.sum(axis=1) / np.maximum(scores.sum(axis=1), 1e-9)
+    return kept & (wins | (share >= rule.doubt))
+
+
+def _tally(items: _Items, im: _Image, dets: Detections, flagged: Detections, taxonomy: Taxonomy,
+           iou: float) -> None:
     names = taxonomy.names
     gt_stream = [items.rows.index(taxonomy.stream_of(names[c]).value) for c in im.gt_cls]
     pr_stream = [items.cols.index(taxonomy.stream_of(names[c]).value) for c in dets.class_id]
@@ -302,10 +349,9 @@ def _tally(items: _Items, im: _Image, dets: Detections, taxonomy: Taxonomy, iou:
     items.conf.extend(dets.confidence.tolist())
     items.correct.extend(bool(right.get(p, False)) for p in range(len(dets)))
     gt_h = np.array([taxonomy.hazard_of(names[c]) == HAZARD for c in im.gt_cls], bool)
-    pr_h = np.array([taxonomy.hazard_of(names[c]) == HAZARD for c in dets.class_id], bool)
-    found = len(match_items(im.gt_xyxy[gt_h], dets.xyxy[pr_h], iou))
+    found = len(match_items(im.gt_xyxy[gt_h], flagged.xyxy, iou))
     items.hazard_items += int(gt_h.sum())
-    items.hazard_predictions += int(pr_h.sum())
+    items.hazard_predictions += len(flagged)
     items.hazard_found += found
 
 
@@ -353,8 +399,10 @@ def _run(detector: Detector, images: list[_Image], taxonomy: Taxonomy) -> float:
 
 
 def evaluate(model: Path, data: Path, *, split: str = "test", conf: float | None = None, iou: float = 0.5,
-             map_conf: float = 0.001, taxonomy: Taxonomy | None = None, threads: int = 0) -> EvalReport:
-    """Evaluate ``model`` (ONNX) on a split of ``data`` with the station's Detector (see module doc)."""
+             map_conf: float = 0.001, taxonomy: Taxonomy | None = None, threads: int = 0,
+             hazard_rule: HazardRule | None = None) -> EvalReport:
+    """Evaluate ``model`` (ONNX) on a split of ``data`` with the station's Detector (see module doc).
+    ``hazard_rule``: count hazard recall and precision as the station flags batteries (``HazardRule``)."""
     from station.detect import Detector
 
     tax = taxonomy or load_taxonomy()
@@ -369,8 +417,10 @@ def evaluate(model: Path, data: Path, *, split: str = "test", conf: float | None
     map50, map50_95, per_class = _coco_map(images, tax)
     rows = [s.value for s in tax.streams]
     items = _Items([*rows, SPURIOUS], [*rows, MISSED], np.zeros((len(rows) + 1, len(rows) + 1), np.int64))
+    hazard = np.array([tax.hazard_of(n) == HAZARD for n in tax.names], bool)
     for im in images:
-        _tally(items, im, im.dets[im.dets.confidence > conf], tax, MATCH_IOU)
+        flagged = hazard_flags(im.dets, conf, hazard_rule, hazard)
+        _tally(items, im, im.dets[im.dets.confidence > conf], im.dets[flagged], tax, MATCH_IOU)
     ece, bins = reliability(items.conf, items.correct)
     return EvalReport(
         str(model), detector.version, str(data), digest.hexdigest()[:16], split, tax.digest, len(images),
@@ -378,7 +428,8 @@ def evaluate(model: Path, data: Path, *, split: str = "test", conf: float | None
         items.confusion.tolist(), items.hazard_items, items.hazard_predictions,
         items.hazard_found / items.hazard_items if items.hazard_items else None,
         items.hazard_found / items.hazard_predictions if items.hazard_predictions else None,
-        ece, bins, round(speed, 2))
+        ece, bins, round(speed, 2), hazard_floor=hazard_rule.floor if hazard_rule else None,
+        hazard_doubt=hazard_rule.doubt if hazard_rule else None)
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -388,10 +439,19 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _rule_text(r: EvalReport) -> str:
+    if r.hazard_doubt is None:
+        return "Hazard flags: a winning battery-hazard class above the threshold."
+    floor = "the threshold" if r.hazard_floor is None else f"{r.hazard_floor:.2f}"
+    return (f"Hazard flags as the station's: battery-hazard boxes kept from {floor}, flagged when a battery-hazard "
+            f"class wins or holds ≥ {r.hazard_doubt:.2f} of the box's scores.")
+
+
 def _markdown(r: EvalReport) -> str:
     lines = [f"# Evaluation of {Path(r.model).name} ({r.model_version})", "",
              f"Data `{r.data}` split `{r.split}` (digest `{r.data_digest}`): {r.images} images, {r.items} items. "
-             f"Operating threshold {r.conf:.2f}, NMS IoU {r.iou:.2f}, {r.images_per_s:.1f} images/s.", "",
+             f"Operating threshold {r.conf:.2f}, NMS IoU {r.iou:.2f}, {r.images_per_s:.1f} images/s. "
+             f"{_rule_text(r)}", "",
              "| metric | value |", "|---|---|", f"| mAP50 | {r.map50:.4f} |", f"| mAP50-95 | {r.map50_95:.4f} |",
              f"| hazard recall ({HAZARD}, {r.hazard_items} items) | {_pct(r.hazard_recall)} |",
              f"| hazard precision ({r.hazard_predictions} predictions) | {_pct(r.hazard_precision)} |",

@@ -137,10 +137,10 @@ def judge(candidate: EvalReport, current: EvalReport | None, gate: GateConfig) -
         reasons.append(f"evaluated on other data than the current model ({candidate.data_digest} vs "
                        f"{current.data_digest}); evaluate both on the same validation set")
         return reasons
-    if (current.conf, current.iou) != (candidate.conf, candidate.iou):
-        reasons.append(f"evaluated at another operating point than the current model (conf {candidate.conf:.2f}, "
-                       f"IoU {candidate.iou:.2f} vs conf {current.conf:.2f}, IoU {current.iou:.2f}); evaluate "
-                       f"both at the station's threshold")
+    if current.operating_point != candidate.operating_point:
+        reasons.append(f"evaluated at another operating point than the current model (conf, IoU, hazard floor, "
+                       f"hazard doubt {candidate.operating_point} vs {current.operating_point}); evaluate both "
+                       f"the same way")
         return reasons
     if recall is not None and current.hazard_recall is not None and recall < current.hazard_recall - _EPS:
         reasons.append(f"hazard recall {recall:.3f} is lower than the current model's "

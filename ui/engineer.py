@@ -187,7 +187,9 @@ class EngineerDesk:
                            replay_n=opts.replay_n if replay else 0, eval_data=opts.eval_data,
                            station_model=str(cfg.resolve(cfg.model.path)),
                            epochs=opts.epochs, imgsz=opts.imgsz, batch=opts.batch, device=opts.device,
-                           canvas=self._frame_size(), conf=cfg.model.confidence, train_args=opts.train_args,
+                           canvas=self._frame_size(), conf=cfg.model.confidence,
+                           hazard_floor=cfg.model.hazard_floor, hazard_doubt=cfg.decision.hazard_doubt,
+                           train_args=opts.train_args,
                            training_config=opts.training_config)
 
     def _frame_size(self) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from station.taxonomy import Taxonomy, load_taxonomy
 from training.formats import Box, Sample, read_yolo, write_data_yaml, write_yolo_split
 
 if TYPE_CHECKING:
-    from training.evaluate import EvalReport
+    from training.evaluate import EvalReport, HazardRule
     from training.registry import ModelVersion
     from training.train import TrainConfig, TrainingSettings
 
@@ -87,6 +87,11 @@ class RetrainSpec(BaseModel):
                                 "in another order) into the training set; default: enough for about a third "
                                 "of the training images.")
     conf: float | None = Field(None, ge=0, le=1, description="Operating threshold for evaluation.")
+    hazard_floor: float | None = Field(None, ge=0, le=1, description="The station's score from which "
+                                       "battery-hazard boxes are kept (model.hazard_confidence; None: conf).")
+    hazard_doubt: float | None = Field(None, ge=0, le=1, description="The station's hazard-doubt share "
+                                       "(decision.hazard_doubt): with it, hazard recall is counted as the "
+                                       "station flags batteries; None: a winning hazard class only.")
     threads: int = Field(0, ge=0, description="torch CPU threads (0: library default).")
     train_args: dict[str, float | int | bool | str] = Field(default_factory=dict, description="Further "
                                                             "TrainConfig overrides (e.g. mosaic, lr0).")
@@ -241,7 +246,8 @@ def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy
         log.warning("the station's model %s is not there to adopt; the candidate is judged on its own", onnx)
         return None
     data, split = _eval_target(spec, None, info)
-    report = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy)
+    report = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy,
+                      hazard_rule=hazard_rule(spec))
     weights = onnx.with_suffix(".pt")
     if not weights.is_file():
         log.warning("no checkpoint %s beside the station's model: fine-tuning starts from the base weights", weights)
@@ -296,6 +302,13 @@ class Comparison:
         return cls(raw["candidate"], raw["current"], base, **reports)
 
 
+def hazard_rule(spec: RetrainSpec) -> HazardRule | None:
+    """The station's hazard rule the gate's figures are counted with (None when the spec names none)."""
+    from training.evaluate import HazardRule
+
+    return None if spec.hazard_doubt is None else HazardRule(spec.hazard_floor, spec.hazard_doubt)
+
+
 def _eval_target(spec: RetrainSpec, current: ModelVersion | None, info: DatasetInfo) -> tuple[Path, str]:
     if spec.eval_data:
         return Path(spec.eval_data), spec.eval_split
@@ -312,20 +325,23 @@ def compare(spec: RetrainSpec, onnx: Path, info: DatasetInfo, taxonomy: Taxonomy
     registry = Registry(Path(spec.registry))
     current = registry.current()
     data, split = _eval_target(spec, current, info)
-    cand = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy)
+    rule = hazard_rule(spec)
+    cand = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy, hazard_rule=rule)
     cur = None
     if current is not None:
         cur = current.report
-        if (cur.data_digest, cur.conf, cur.iou) != (cand.data_digest, cand.conf, cand.iou):
+        if (cur.data_digest, cur.operating_point) != (cand.data_digest, cand.operating_point):
             # the gate needs both on the same data at the same operating point: record it
-            cur = evaluate(current.model, data, split=split, conf=spec.conf, taxonomy=taxonomy)
+            cur = evaluate(current.model, data, split=split, conf=spec.conf, taxonomy=taxonomy,
+                           hazard_rule=rule)
             registry.record_eval(current.version, cur, by=spec.by)
     out = Comparison(spec.version, current.version if current else None, cand, cur)
     if info.fixes_yaml is not None:
-        out.fixes_candidate = evaluate(onnx, info.fixes_yaml, split="val", conf=spec.conf, taxonomy=taxonomy)
+        out.fixes_candidate = evaluate(onnx, info.fixes_yaml, split="val", conf=spec.conf, taxonomy=taxonomy,
+                                       hazard_rule=rule)
         if current is not None:
             out.fixes_current = evaluate(current.model, info.fixes_yaml, split="val", conf=spec.conf,
-                                         taxonomy=taxonomy)
+                                         taxonomy=taxonomy, hazard_rule=rule)
     return out
 
 
