@@ -3,7 +3,8 @@
 The station runs its model on simulator seeds (not the acceptance test's seed 5), a stand-in operator answers
 every decision from the simulator's ground truth through the console's corrections path (confirm, re-class or
 "not an item"), and the engineer view's retraining runs in its background job. With an empty registry the
-retraining first adopts the station's model (`models/sortloop-default.onnx` with `models/sortloop-default.pt`).
+retraining first adopts the station's model (`models/sortloop-default.onnx`, with `models/sortloop-default.pt`
+when `make default-model` wrote it; else the retraining starts from the base weights).
 The candidate is left registered, not promoted, in ``OUT/reg``; evaluate it with `sortloop eval` and the slow
 simulator test's scorecard before adopting anything.
 

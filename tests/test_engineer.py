@@ -4,6 +4,7 @@ class, permission checks on every action, comparison tables, promotion through t
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -219,7 +220,10 @@ def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: P
     """A fresh station runs the shipped default model with an empty registry: the first retraining registers
     that model (evaluated on the retraining's data) as the current version with its checkpoint, so the
     candidate is fine-tuned from it and the gate compares against it."""
-    shipped = ROOT / "models" / "sortloop-default.onnx"
+    shipped = tmp_path / "models" / "sortloop-default.onnx"  # the shipped model, its checkpoint beside it
+    shipped.parent.mkdir()
+    shutil.copyfile(ROOT / "models" / "sortloop-default.onnx", shipped)
+    shipped.with_suffix(".pt").write_bytes(b"checkpoint")
     render_dataset(tmp_path / "data" / "val", 4, seed=5, width=640, height=352, taxonomy=TAX,
                    classes=["battery", "can", "plastic"])
     data = tmp_path / "data" / "data.yaml"
@@ -238,7 +242,7 @@ def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: P
     current = registry.current()
     assert mv is not None and current is not None and current.version == mv.version == "sortloop-default-4"
     assert current.report.data == str(data) and current.report.images == 4
-    assert (mv.folder / "model.pt").read_bytes() == shipped.with_suffix(".pt").read_bytes()
+    assert (mv.folder / "model.pt").read_bytes() == b"checkpoint"
     assert registry.audit()[-1].action == "adopt"
     assert adopt_station_model(spec(shipped), info, TAX) is None  # once current, never again
 

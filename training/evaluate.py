@@ -26,6 +26,7 @@ from station.detections import Detections
 from station.taxonomy import Taxonomy, load_taxonomy
 
 if TYPE_CHECKING:
+    from station.config import StationConfig
     from station.detect import Detector
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,7 @@ class HazardRule:
     @classmethod
     def of_station(cls, path: Path = STATION_CONFIG) -> HazardRule:
         """The rule of configs/station.yaml (its defaults when the file is absent)."""
-        from station.config import load_config
-
-        cfg = load_config(path if path.is_file() else None)
+        cfg = _station_config(path)
         return cls(cfg.model.hazard_floor, cfg.decision.hazard_doubt)
 
 
@@ -374,11 +373,16 @@ def reliability(conf: Sequence[float], correct: Sequence[bool],
 # ------------------------------------------------------------------------------------------ evaluation
 
 
-def operating_conf(path: Path = STATION_CONFIG) -> float:
-    """The station's detection threshold (configs/station.yaml model.confidence, else its default)."""
+def _station_config(path: Path) -> StationConfig:
+    """configs/station.yaml, or the station's defaults when the file is absent."""
     from station.config import load_config
 
-    return load_config(path if path.is_file() else None).model.confidence
+    return load_config(path if path.is_file() else None)
+
+
+def operating_conf(path: Path = STATION_CONFIG) -> float:
+    """The station's detection threshold (configs/station.yaml model.confidence, else its default)."""
+    return _station_config(path).model.confidence
 
 
 def _run(detector: Detector, images: list[_Image], taxonomy: Taxonomy) -> float:
