@@ -40,6 +40,7 @@ from ui.retrain import (
     build_dataset,
     model_input,
     pack,
+    trained_size,
 )
 
 TAX = load_taxonomy()
@@ -216,6 +217,20 @@ def test_a_candidate_keeps_the_current_models_input_shape(tmp_path: Path, imgsz:
     assert model_input(path) == shape
 
 
+@pytest.mark.parametrize(("value", "size"), [("320", 320), ("640", 640), (None, None), ("0", None), ("-320", None),
+                                             ("[320, 576]", None), ("", None)])
+def test_a_candidate_trains_at_the_size_the_current_model_was_trained_at(tmp_path: Path, value: str | None,
+                                                                        size: int | None) -> None:
+    """The default model runs at 256 x 448 but was trained at 320: its export records 320 and a retraining
+    trains at that size (without the record, at the input's height)."""
+    path = onnx_file(tmp_path / "m.onnx", "v1")
+    if value is not None:
+        model = onnx.load(str(path))
+        model.metadata_props.add(key="sortloop_train_imgsz", value=value)
+        onnx.save(model, str(path))
+    assert trained_size(path) == size
+
+
 def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: Path) -> None:
     """A fresh station runs the shipped default model with an empty registry: the first retraining registers
     that model (evaluated on the retraining's data) as the current version with its checkpoint, so the
@@ -240,7 +255,7 @@ def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: P
     mv = adopt_station_model(spec(shipped), info, TAX)
     registry = Registry(tmp_path / "reg")
     current = registry.current()
-    assert mv is not None and current is not None and current.version == mv.version == "sortloop-default-4"
+    assert mv is not None and current is not None and current.version == mv.version == "sortloop-default-5"
     assert current.report.data == str(data) and current.report.images == 4
     assert (mv.folder / "model.pt").read_bytes() == b"checkpoint"
     assert registry.audit()[-1].action == "adopt"

@@ -63,6 +63,7 @@ def test_export_keeps_ultralytics_metadata_and_adds_ours(exported: tuple[Path, o
     assert meta["sortloop_taxonomy"] == coco_taxonomy().digest
     assert meta["sortloop_metrics"] == '{"map50": 0.5}'
     assert meta["sortloop_created"].startswith("20")
+    assert "sortloop_train_imgsz" not in meta  # the COCO checkpoint does not record its training size
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, IMGSZ, IMGSZ]  # static shape

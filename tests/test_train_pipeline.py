@@ -167,6 +167,7 @@ def test_export_passes_parity_and_reports_int8(exported: ExportResult) -> None:
     assert exported.parity.boxes > 0
     assert exported.parity.max_box_px <= 1.0 and exported.parity.max_score <= 1e-3
     assert exported.metadata["sortloop_version"] == "tiny-1"
+    assert exported.metadata["sortloop_train_imgsz"] == str(IMGSZ)  # a retraining trains at it
     assert exported.int8 is not None and exported.int8.is_file()
     assert exported.int8_map50_delta is not None and -1.0 <= exported.int8_map50_delta <= 1.0
     assert exported.reports["fp32"].map50 - exported.reports["int8"].map50 == pytest.approx(-exported.int8_map50_delta)

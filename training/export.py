@@ -189,8 +189,9 @@ def write_metadata(onnx_path: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _ultralytics_onnx(weights: Path, imgsz: int | tuple[int, int], cfg: ExportConfig, workdir: Path,
-                      taxonomy: Taxonomy) -> Path:
-    """Export in ``workdir`` (never next to the checkpoint, which may be read-only shared data)."""
+                      taxonomy: Taxonomy) -> tuple[Path, int | None]:
+    """Export in ``workdir`` (never next to the checkpoint, which may be read-only shared data); also returns
+    the size the checkpoint was trained at (None when it does not say)."""
     from training.train import ultralytics_env
 
     ultralytics_env()
@@ -206,7 +207,8 @@ def _ultralytics_onnx(weights: Path, imgsz: int | tuple[int, int], cfg: ExportCo
     size = list(imgsz) if isinstance(imgsz, tuple) else imgsz
     out = model.export(format="onnx", imgsz=size, opset=cfg.opset, simplify=cfg.simplify, dynamic=False,
                        device="cpu", verbose=False)  # fp32, external NMS (the station's Detector does it)
-    return Path(out)
+    trained = (model.ckpt or {}).get("train_args", {}).get("imgsz") if isinstance(model.ckpt, dict) else None
+    return Path(out), trained if isinstance(trained, int) and trained > 0 else None
 
 
 @contextmanager
@@ -240,13 +242,16 @@ def export(weights: Path, out: Path, *, imgsz: int | tuple[int, int], taxonomy: 
     if not weights.is_file():
         raise ExportError(f"checkpoint {weights} not found; train first (`sortloop train`) or pass --weights")
     with tempfile.TemporaryDirectory(prefix="sortloop-export-") as tmp:
-        exported = _ultralytics_onnx(weights, imgsz, cfg, Path(tmp), taxonomy)
+        exported, trained_at = _ultralytics_onnx(weights, imgsz, cfg, Path(tmp), taxonomy)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)
     meta = write_metadata(out, {f"{META_PREFIX}version": version, f"{META_PREFIX}taxonomy": taxonomy.digest,
                                 f"{META_PREFIX}manifest": manifest_digest,
                                 f"{META_PREFIX}metrics": json.dumps(metrics, sort_keys=True),
-                                f"{META_PREFIX}created": datetime.now(UTC).isoformat(timespec="seconds")})
+                                f"{META_PREFIX}created": datetime.now(UTC).isoformat(timespec="seconds"),
+                                # a model may run at another size than it was trained at (the default model:
+                                # trained at 320, run at 256 x 448); a retraining trains at this one
+                                **({f"{META_PREFIX}train_imgsz": str(trained_at)} if trained_at else {})})
     parity = check_parity(weights, out, list(parity_images), imgsz=imgsz, cfg=cfg)
     result = ExportResult(out, meta, parity)
     if int8:

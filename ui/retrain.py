@@ -231,6 +231,15 @@ def model_input(onnx: Path) -> tuple[int, int] | None:
     return None
 
 
+def trained_size(onnx: Path) -> int | None:
+    """The square size the model was trained at (``sortloop_train_imgsz``, written by ``sortloop export``);
+    None when absent."""
+    from training.registry import onnx_metadata
+
+    raw = onnx_metadata(onnx).get("sortloop_train_imgsz", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
 def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy) -> ModelVersion | None:
     """With no current version in the registry the station runs the model its config names (the shipped
     default). Register that one as the current version, with its checkpoint, so the candidate is fine-tuned from
@@ -401,10 +410,12 @@ def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     if (adopted := adopt_station_model(spec, info, tax)) is not None:  # only while none is current
         progress(0.05, f"adopted the station's model {adopted.version} as the current version", "dataset")
     current = registry.current()
-    # train at the current model's input height (Ultralytics trains square), export at its whole input (a
-    # 16:9 belt model is 320 x 576): the candidate must see the belt at the scale the current model does
+    # train at the size the current model was trained at (else its input height: Ultralytics trains square),
+    # export at its whole input (the default 16:9 belt model: trained at 320, run at 256 x 448): the candidate
+    # must see the belt at the scale the current model does
     shape = model_input(current.model) if current else None
-    imgsz = spec.imgsz or (shape[0] if shape else None) or settings.train.imgsz
+    trained = trained_size(current.model) if current else None
+    imgsz = spec.imgsz or trained or (shape[0] if shape else None) or settings.train.imgsz
     export_size = shape if shape and not spec.imgsz else (imgsz, imgsz)
     weights = start_weights(spec, settings.train.resolve(settings.train.base_weights))
     cfg = _train_cfg(spec, settings, info.data_yaml, weights, imgsz)
