@@ -3,7 +3,8 @@
 Each track accumulates a confidence-weighted class vote. When its centre crosses the line (belt moving
 left → right) the vote is turned into a stream and a hazard flag through the taxonomy. A track lost
 just before the line is decided from its prediction; a crossing that falls on an item already decided
-(a fragmented track) is merged into it, so no item gets two decisions.
+(a fragmented track, a part boxed apart) is merged into it, so no item gets two decisions, unless the
+crossing carries a hazard that item lacks (a coin cell on a rag): then it is decided on its own.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class _Track:
     hist: deque[tuple[float, float, int | None]] = field(default_factory=lambda: deque(maxlen=15))
     """Recent (time, centre x, ticks) of whole boxes (not cut by the frame edge), for the crossing estimate."""
     hist_cut: bool = False
+    whole_looks: int = 0
+    """Looks at a box not cut by either edge of the frame."""
     exit_only: bool = True
     frame: Frame | None = None
     """The last frame the track was seen in (a reference, not a copy): evidence for a decision made later."""
@@ -53,6 +56,7 @@ class _Decided:
     y: float
     belt_box: tuple[float, float, float, float]
     """The item's last box in belt coordinates (x minus belt travel), where items stand still."""
+    hazard: str | None
 
 
 @dataclass
@@ -88,6 +92,8 @@ class DecisionLine:
         self.model_version = ""
         self.merged = 0
         self.ignored = 0
+        self.hazard_kept = 0
+        """Crossings that would have merged into an item decided without their hazard, decided on their own."""
 
     def set_model(self, version: str) -> None:
         """The model version stamped on decisions from now on (detections come in taxonomy class ids)."""
@@ -135,6 +141,7 @@ class DecisionLine:
         tr.box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
         tr.frame = frame
         whole = box[0] > 1 and box[2] < frame.width - 1
+        tr.whole_looks += whole
         tr.exit_only = tr.exit_only and box[2] >= frame.width - 2
         if whole and tr.hist_cut:  # replace looks at boxes cut by the frame edge by whole ones
             tr.hist.clear()
@@ -184,15 +191,29 @@ class DecisionLine:
             self._recent.popleft()
         shift = speed * tr.t
         belt_box = (tr.box[0] - shift, tr.box[1], tr.box[2] - shift, tr.box[3])
+        cls, stream, hazard, share, reason, detail = self._classify(tr)
         for d in self._recent:
             near = abs(d.crossed_at - c.t) * speed < self._cfg.duplicate_gate_px and \
                 abs(d.y - tr.y) < self._cfg.duplicate_gate_px
-            if near or overlap_of_smaller(d.belt_box, belt_box) >= 0.5:
-                self.merged += 1
-                log.debug("track %d merged into an item already decided (fragmented track)", tr.track_id)
-                return None
-        self._recent.append(_Decided(c.t, tr.y, belt_box))
-        cls, stream, hazard, share, reason, detail = self._classify(tr)
+            if not (near or overlap_of_smaller(d.belt_box, belt_box) >= 0.5):
+                continue
+            own = self._tax.hazard_of(cls) if cls else None  # the winning class's hazard, not a doubt
+            if own is not None and own != d.hazard and tr.whole_looks >= self._cfg.min_track_frames:
+                # a battery lying on (or boxed within) an item decided without that hazard: merging would lose
+                # the hazard, so it gets its own decision and alarm (an extra command beats a missed battery).
+                # Only for a part seen whole (not cut by the frame's edge) for a few looks: the model boxes
+                # slivers of items entering the view as faint batteries, and those are the item's own parts;
+                # and not for a mere doubt (a plug voted partly battery): only for a part the model calls a
+                # battery outright.
+                self.hazard_kept += 1
+                log.warning("track %d (%s, %s hazard) lies on an item already decided without it: decided on "
+                            "its own", tr.track_id, cls, own)
+                detail = (detail + "; " if detail else "") + "on an item already decided without this hazard"
+                break
+            self.merged += 1
+            log.debug("track %d merged into an item already decided (fragmented track)", tr.track_id)
+            return None
+        self._recent.append(_Decided(c.t, tr.y, belt_box, hazard))
         crop = _crop(c.frame or tr.frame, tr.box, self._cfg.crop_padding)
         if c.predicted:
             detail = (detail + "; " if detail else "") + "decided from prediction: track lost before the line"
