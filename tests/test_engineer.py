@@ -209,12 +209,7 @@ def test_retrain_dataset_mixes_corrections_and_replay(tmp_path: Path) -> None:
 def test_a_candidate_keeps_the_current_models_input_shape(tmp_path: Path, imgsz: str | None,
                                                          shape: tuple[int, int] | None) -> None:
     """The retraining exports at the current model's whole input: a 16:9 belt model stays 320 x 576."""
-    path = onnx_file(tmp_path / "m.onnx", "v1")
-    if imgsz is not None:
-        model = onnx.load(str(path))
-        model.metadata_props.add(key="imgsz", value=imgsz)
-        onnx.save(model, str(path))
-    assert model_input(path) == shape
+    assert model_input(onnx_with(tmp_path, "imgsz", imgsz)) == shape
 
 
 @pytest.mark.parametrize(("value", "size"), [("320", 320), ("640", 640), (None, None), ("0", None), ("-320", None),
@@ -223,12 +218,17 @@ def test_a_candidate_trains_at_the_size_the_current_model_was_trained_at(tmp_pat
                                                                         size: int | None) -> None:
     """The default model runs at 256 x 448 but was trained at 320: its export records 320 and a retraining
     trains at that size (without the record, at the input's height)."""
+    assert trained_size(onnx_with(tmp_path, "sortloop_train_imgsz", value)) == size
+
+
+def onnx_with(tmp_path: Path, key: str, value: str | None) -> Path:
+    """A real ONNX file with one more metadata entry (none for None)."""
     path = onnx_file(tmp_path / "m.onnx", "v1")
     if value is not None:
         model = onnx.load(str(path))
-        model.metadata_props.add(key="sortloop_train_imgsz", value=value)
+        model.metadata_props.add(key=key, value=value)
         onnx.save(model, str(path))
-    assert trained_size(path) == size
+    return path
 
 
 def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: Path) -> None:
