@@ -3,8 +3,8 @@
 Each track accumulates a confidence-weighted class vote. When its centre crosses the line (belt moving
 left → right) the vote is turned into a stream and a hazard flag through the taxonomy. A track lost
 just before the line is decided from its prediction; a crossing that falls on an item already decided
-(a fragmented track, a part boxed apart) is merged into it, so no item gets two decisions, unless the
-crossing carries a hazard that item lacks (a coin cell on a rag): then it is decided on its own.
+(a fragmented track, a part boxed apart) is merged into it, so no item gets two decisions; where the
+crossing is a battery the item was decided without (a coin cell on a rag), the station raises an alarm.
 """
 
 from __future__ import annotations
@@ -57,6 +57,20 @@ class _Decided:
     belt_box: tuple[float, float, float, float]
     """The item's last box in belt coordinates (x minus belt travel), where items stand still."""
     hazard: str | None
+    item_id: str
+    class_name: str | None
+
+
+@dataclass(frozen=True)
+class HazardOnItem:
+    """A part the model calls a hazard (a battery) seen lying on an item already decided without that hazard:
+    the item's command is out, so the station raises an alarm naming the item for someone to take it off."""
+
+    item_id: str
+    item_class: str | None
+    hazard: str
+    part_class: str
+    track_id: int
 
 
 @dataclass
@@ -92,8 +106,13 @@ class DecisionLine:
         self.model_version = ""
         self.merged = 0
         self.ignored = 0
-        self.hazard_kept = 0
-        """Crossings that would have merged into an item decided without their hazard, decided on their own."""
+        self.hazards_on_items: list[HazardOnItem] = []
+        """Hazards seen on items already decided without them, for the pipeline to alarm (``take_hazards``)."""
+
+    def take_hazards(self) -> list[HazardOnItem]:
+        """The hazards seen on decided items since the last call (the pipeline raises an alarm for each)."""
+        out, self.hazards_on_items = self.hazards_on_items, []
+        return out
 
     def set_model(self, version: str) -> None:
         """The model version stamped on decisions from now on (detections come in taxonomy class ids)."""
@@ -198,27 +217,26 @@ class DecisionLine:
             if not (near or overlap_of_smaller(d.belt_box, belt_box) >= 0.5):
                 continue
             own = self._tax.hazard_of(cls) if cls else None  # the winning class's hazard, not a doubt
-            if own is not None and own != d.hazard and tr.whole_looks >= self._cfg.min_track_frames:
-                # a battery lying on (or boxed within) an item decided without that hazard: merging would lose
-                # the hazard, so it gets its own decision and alarm (an extra command beats a missed battery).
-                # Only for a part seen whole (not cut by the frame's edge) for a few looks: the model boxes
-                # slivers of items entering the view as faint batteries, and those are the item's own parts;
-                # and not for a mere doubt (a plug voted partly battery): only for a part the model calls a
-                # battery outright.
-                self.hazard_kept += 1
-                log.warning("track %d (%s, %s hazard) lies on an item already decided without it: decided on "
-                            "its own", tr.track_id, cls, own)
-                detail = (detail + "; " if detail else "") + "on an item already decided without this hazard"
-                break
+            if cls and own is not None and own != d.hazard and tr.whole_looks >= self._cfg.min_track_frames:
+                # a battery lying on (or boxed within) an item decided without that hazard: merged, it would be
+                # lost, so the station raises an alarm naming the item (its command is out: the battery rides
+                # with it to its bin). Only for a part seen whole (not cut by the frame's edge) for a few looks:
+                # the model boxes slivers of items entering the view as faint batteries, and those are the
+                # item's own parts; and not for a mere doubt (a plug voted partly battery): only for a part
+                # the model calls a battery outright.
+                self.hazards_on_items.append(HazardOnItem(d.item_id, d.class_name, own, cls, tr.track_id))
+                log.warning("track %d (%s) lies on item %s (%s), decided without a %s hazard", tr.track_id, cls,
+                            d.item_id, d.class_name, own)
             self.merged += 1
             log.debug("track %d merged into an item already decided (fragmented track)", tr.track_id)
             return None
-        self._recent.append(_Decided(c.t, tr.y, belt_box, hazard))
+        item_id = new_id()
+        self._recent.append(_Decided(c.t, tr.y, belt_box, hazard, item_id, cls))
         crop = _crop(c.frame or tr.frame, tr.box, self._cfg.crop_padding)
         if c.predicted:
             detail = (detail + "; " if detail else "") + "decided from prediction: track lost before the line"
         return Decision(
-            item_id=new_id(), station_id=self._station, track_id=tr.track_id, frame_index=frame.index,
+            item_id=item_id, station_id=self._station, track_id=tr.track_id, frame_index=frame.index,
             crossed_at=c.t, crossed_ticks=c.ticks, class_name=cls, stream=stream, hazard=hazard,
             confidence=share, votes={self._tax.names[i]: round(float(v), 4) for i, v in enumerate(tr.votes) if v > 0},
             observations=tr.observations, reason=reason, box=tr.box, model_version=self.model_version,

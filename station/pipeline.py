@@ -242,6 +242,11 @@ class Station:
             for d in decisions:
                 a = self.router.route(d, now_source=frame.timestamp)
                 self.routed.put(_Routed(d, a, frame.captured), block=True)
+            for h in self.line.take_hazards():
+                sev = Severity.CRITICAL if h.hazard == "battery" else Severity.WARNING
+                self._alarm(f"hazard.{h.hazard}.on_item", f"a {h.part_class} lies on item {h.item_id} "
+                            f"({h.item_class or 'unknown'}), already sent to its bin without a {h.hazard} hazard: "
+                            "take it off there", sev, h.item_id)
             if self.live is not None:
                 self.live.publish(frame, tracked, self.taxonomy.names, decisions, self.cfg.decision.line_x)
         self.stats.frames += 1

@@ -19,6 +19,7 @@ from station.config import PipelineConfig, StationConfig
 from station.detect import Detector
 from station.detections import Detections
 from station.runtime import Built, build_station
+from station.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "sortloop-default.onnx"
@@ -93,3 +94,46 @@ def test_a_failed_detection_is_alarmed_and_the_frames_behind_it_go_on(tmp_path: 
     kinds = [a.kind for a in st.store.alarms()]
     assert "failsafe.worker.detect-1" in kinds or "failsafe.worker.detect-2" in kinds
     assert sum(w.restarts for w in st.workers if w.name.startswith("detect-")) == 1
+
+
+class _CellOnItems:
+    """The real detector, with a coin cell (a 24 px battery box) drawn on the trailing end of every large
+    item it finds that is not itself a battery hazard: a battery lying on a rag, a board, a bottle."""
+
+    def __init__(self, det: Detector) -> None:
+        self._det = det
+        tax = load_taxonomy()
+        self._battery = tax.index("battery")
+        self._hazardous = {tax.index(n) for n in tax.battery_hazards}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._det, name)
+
+    def __call__(self, image: npt.NDArray[np.uint8]) -> Detections:
+        dets = self._det(image)
+        hosts = [i for i in range(len(dets)) if dets.xyxy[i, 2] - dets.xyxy[i, 0] >= 150
+                 and int(dets.class_id[i]) not in self._hazardous]
+        if not hosts or dets.class_scores is None:
+            return dets
+        x1, y1, _, y2 = dets.xyxy[hosts].T
+        cy = (y1 + y2) / 2
+        cells = np.stack([x1 + 10, cy - 12, x1 + 34, cy + 12], axis=1).astype(dets.xyxy.dtype)
+        scores = np.zeros((len(hosts), dets.class_scores.shape[1]), dets.class_scores.dtype)
+        scores[:, self._battery] = 0.8
+        return Detections(np.concatenate([dets.xyxy, cells]), np.concatenate([dets.confidence, scores.max(1)]),
+                          np.concatenate([dets.class_id, np.full(len(hosts), self._battery, dets.class_id.dtype)]),
+                          None, np.concatenate([dets.class_scores, scores]))
+
+
+def test_a_battery_lying_on_a_decided_item_raises_an_alarm_naming_it(tmp_path: Path) -> None:
+    built = sim_station(tmp_path, workers=1)
+    st = built.station
+    st.swap_model(_CellOnItems(st._detector))  # type: ignore[arg-type]
+    run(built)
+    on_item = [a for a in st.store.alarms() if a.kind == "hazard.battery.on_item"]
+    assert on_item, "a cell on the trailing end of an item crosses after it and must not be merged silently"
+    decided = {d.item_id: d for d in st.decisions}
+    for a in on_item:
+        item = decided[a.item_id]  # the alarm names an item the station decided, without the battery
+        assert item.hazard is None and a.severity.value == "critical" and item.item_id in a.message
+    assert all(d.box[2] - d.box[0] > 30 for d in st.decisions), "no cell got a decision (and a command) of its own"

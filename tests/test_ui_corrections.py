@@ -17,9 +17,10 @@ from fastapi.testclient import TestClient
 from ui_seed import PASSWORD, Running, Seeded, seed
 
 from station.api import create_app
+from station.events import Severity
 from station.live import LiveView
 from station.metrics import StationMetrics
-from station.store import ItemRecord, NotFoundError
+from station.store import AlarmRecord, ItemRecord, NotFoundError
 from training.formats import image_size, read_coco, read_yolo
 from ui.app import add_console_routes, make_console
 from ui.auth import ConsoleUser, ForbiddenError
@@ -35,7 +36,15 @@ from ui.corrections import (
     submit,
     undo_last,
 )
-from ui.hazard import ChecklistError, acknowledge, active_hazards, beep_wav, checklist, quarantine_csv
+from ui.hazard import (
+    ChecklistError,
+    HazardAlarm,
+    acknowledge,
+    active_hazards,
+    beep_wav,
+    checklist,
+    quarantine_csv,
+)
 from ui.repo import CorrectionRecord
 from ui.review import review_queue
 from ui.settings import Console, ConsoleSettings
@@ -297,6 +306,15 @@ def test_export_download_is_for_engineers(served: Served, console: Console,
 
 
 # -- hazards ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "hazard"), [
+    ("hazard.battery", "battery"), ("hazard.biohazard", "biohazard"),
+    ("hazard.battery.on_item", "battery"), ("hazard.biohazard.on_item", "biohazard")])
+def test_a_hazard_alarm_names_its_hazard(kind: str, hazard: str) -> None:
+    """A cell seen on an item already sent to its bin (``.on_item``) is handled with its hazard's checklist."""
+    alarm = HazardAlarm(AlarmRecord("a1", kind, "m", Severity.CRITICAL, "i1", 0.0, None, None), None)
+    assert alarm.hazard == hazard and alarm.steps == checklist(hazard)
 
 
 def test_hazard_needs_every_checklist_step(console: Console, seeded: Seeded) -> None:

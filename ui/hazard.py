@@ -56,7 +56,9 @@ class HazardAlarm:
 
     @property
     def hazard(self) -> str:
-        return self.alarm.kind.removeprefix("hazard.")
+        """``hazard.battery`` → battery; ``hazard.battery.on_item`` (a cell seen on an item already sent to
+        its bin) → battery too."""
+        return self.alarm.kind.removeprefix("hazard.").split(".")[0]
 
     @property
     def steps(self) -> tuple[str, ...]:
