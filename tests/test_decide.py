@@ -210,7 +210,7 @@ def test_an_item_on_another_is_merged_and_a_hazard_on_it_alarmed(big, small, dec
 ])
 def test_a_battery_sliver_at_the_entry_edge_of_an_item_is_merged(boxes: list[list[float]]) -> None:
     # the model boxes the part of a rag still entering the view as a battery, for a few frames, cut by the
-    # edge (seen on the simulator): that is the rag's own part, not a coin cell on it, so no second decision
+    # edge (seen on the simulator): that is the rag's own part, not a coin cell on it: merged, no alarm
     rag = {"id": 1, "x0": 0.0, "y": 300, "size": (300, 200), "scores": scores(textile=0.9)}
     sliver = {"id": 2, "x0": 0.0, "y": 325, "first": 5, "last": 4 + len(boxes), "box": lambda k: boxes[k - 5],
               "scores": scores(battery=0.8)}
