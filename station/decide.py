@@ -217,14 +217,14 @@ class DecisionLine:
             if not (near or overlap_of_smaller(d.belt_box, belt_box) >= 0.5):
                 continue
             own = self._tax.hazard_of(cls) if cls else None  # the winning class's hazard, not a doubt
-            if cls and own is not None and own != d.hazard and tr.whole_looks >= self._cfg.min_track_frames:
+            if own is not None and own != d.hazard and tr.whole_looks >= self._cfg.min_track_frames:
                 # a battery lying on (or boxed within) an item decided without that hazard: merged, it would be
                 # lost, so the station raises an alarm naming the item (its command is out: the battery rides
                 # with it to its bin). Only for a part seen whole (not cut by the frame's edge) for a few looks:
                 # the model boxes slivers of items entering the view as faint batteries, and those are the
                 # item's own parts; and not for a mere doubt (a plug voted partly battery): only for a part
                 # the model calls a battery outright.
-                self.hazards_on_items.append(HazardOnItem(d.item_id, d.class_name, own, cls, tr.track_id))
+                self.hazards_on_items.append(HazardOnItem(d.item_id, d.class_name, own, str(cls), tr.track_id))
                 log.warning("track %d (%s) lies on item %s (%s), decided without a %s hazard", tr.track_id, cls,
                             d.item_id, d.class_name, own)
             self.merged += 1

@@ -207,7 +207,7 @@ def _ultralytics_onnx(weights: Path, imgsz: int | tuple[int, int], cfg: ExportCo
     size = list(imgsz) if isinstance(imgsz, tuple) else imgsz
     out = model.export(format="onnx", imgsz=size, opset=cfg.opset, simplify=cfg.simplify, dynamic=False,
                        device="cpu", verbose=False)  # fp32, external NMS (the station's Detector does it)
-    trained = (model.ckpt or {}).get("train_args", {}).get("imgsz") if isinstance(model.ckpt, dict) else None
+    trained = model.ckpt.get("train_args", {}).get("imgsz") if isinstance(model.ckpt, dict) else None
     return Path(out), trained if isinstance(trained, int) and trained > 0 else None
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ui.access import require
 from ui.auth import ConsoleUser, Perm
 from ui.jobs import JobManager, JobStatus, process_runner
-from ui.retrain import ROOT, Comparison, RetrainError, RetrainSpec
+from ui.retrain import IMGSZ_HELP, ROOT, Comparison, RetrainError, RetrainSpec
 
 if TYPE_CHECKING:
     from training.registry import GateConfig, GateDecision, Registry
@@ -45,9 +45,7 @@ class RetrainOptions(BaseModel):
     replay_n: int = Field(200, ge=0, description="Base images mixed in so the model keeps what it knew.")
     batch: int = Field(8, ge=1)
     device: str = Field("cpu", description="'cpu' or a CUDA index such as '0'.")
-    imgsz: int | None = Field(None, ge=32, description="Training size; the candidate is then exported square "
-                              "at it. Default: the current model's input height for training, its whole input "
-                              "(e.g. 320 x 576) for the export.")
+    imgsz: int | None = Field(None, ge=32, description=IMGSZ_HELP)
     eval_data: str | None = Field(None, description="Default: the data the current model was evaluated on.")
     training_config: str | None = Field(None, description="Training YAML (default: configs/training.yaml).")
     train_args: dict[str, float | int | bool | str] = Field(default_factory=dict)

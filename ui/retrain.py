@@ -52,6 +52,11 @@ class RetrainError(RuntimeError):
     """The retraining cannot go on; the message names what is missing and the fix."""
 
 
+IMGSZ_HELP = ("Training size; the candidate is then exported square at it. Default: the size the current model "
+              "was trained at (its metadata's sortloop_train_imgsz, else its input height) for training, its whole "
+              "input (e.g. 256 x 448) for the export.")
+
+
 class RetrainSpec(BaseModel):
     """One retraining run (written by the engineer view as spec.json in the job folder)."""
 
@@ -74,9 +79,7 @@ class RetrainSpec(BaseModel):
                                       "version, its checkpoint beside it (same name, .pt) as model.pt.")
     training_config: str | None = Field(None, description="configs/training.yaml (defaults when absent).")
     epochs: int = Field(10, ge=1)
-    imgsz: int | None = Field(None, ge=32, description="Training size; the candidate is then exported square "
-                              "at it. Default: the current model's input height for training, its whole input "
-                              "(e.g. 320 x 576) for the export.")
+    imgsz: int | None = Field(None, ge=32, description=IMGSZ_HELP)
     batch: int = Field(8, ge=1)
     device: str = Field("cpu")
     workers: int = Field(0, ge=0)
