@@ -4,7 +4,7 @@ The station runs its model on simulator seeds (not the acceptance test's seed 5)
 every decision from the simulator's ground truth through the console's corrections path (confirm, re-class or
 "not an item"), and the engineer view's retraining runs in its background job. With an empty registry the
 retraining first adopts the station's model (`models/sortloop-default.onnx`, with `models/sortloop-default.pt`
-when `make default-model` wrote it; else the retraining starts from the base weights).
+when `make default-model` wrote it, else with a checkpoint recovered from the ONNX file's weights).
 The candidate is left registered, not promoted, in ``OUT/reg``; evaluate it with `sortloop eval` and the slow
 simulator test's scorecard before adopting anything.
 

@@ -40,6 +40,7 @@ from ui.retrain import (
     build_dataset,
     model_input,
     pack,
+    start_weights,
     trained_size,
 )
 
@@ -260,6 +261,29 @@ def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: P
     assert (mv.folder / "model.pt").read_bytes() == b"checkpoint"
     assert registry.audit()[-1].action == "adopt"
     assert adopt_station_model(spec(shipped), info, TAX) is None  # once current, never again
+
+
+def test_retrain_recovers_a_checkpoint_when_none_lies_beside_the_station_model(tmp_path: Path) -> None:
+    """A fresh clone has only the ONNX file: the adopted version gets a checkpoint rebuilt from its weights
+    (calibrated on the retraining's training images), so the candidate is still fine-tuned from that model."""
+    shipped = tmp_path / "models" / "sortloop-default.onnx"
+    shipped.parent.mkdir()
+    shutil.copyfile(ROOT / "models" / "sortloop-default.onnx", shipped)
+    render_dataset(tmp_path / "data" / "train", 6, seed=7, width=1280, height=720, taxonomy=TAX)
+    data = tmp_path / "data" / "data.yaml"
+    data.write_text(f"path: .\ntrain: train/images\nval: train/images\nnames: {list(TAX.names)}\n")
+    spec = RetrainSpec(version="v2", by="erin", corrections=str(tmp_path / "corr"), work_dir=str(tmp_path / "work"),
+                       registry=str(tmp_path / "reg"), taxonomy="datasets/taxonomy.yaml",
+                       station_model=str(shipped), conf=0.25)
+    mv = adopt_station_model(spec, DatasetInfo(data, 6, 6, 1, 0, None), TAX)
+    assert mv is not None and (mv.folder / "model.pt").is_file()
+    import torch
+
+    ckpt = torch.load(mv.folder / "model.pt", map_location="cpu", weights_only=False)
+    assert ckpt["sortloop_recovered_from"] | {"train_mode_gap": None} == {
+        "onnx": "sortloop-default.onnx", "version": "sortloop-default-5", "calibration_images": 6,
+        "train_mode_gap": None}  # every training image calibrates; none is left to measure the gap on
+    assert start_weights(spec, tmp_path / "base.pt") == mv.folder / "model.pt"
 
 
 # -------------------------------------------------------------------------------------- engineer desk

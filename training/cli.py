@@ -1,4 +1,4 @@
-"""``sortloop train | export | eval | promote | rollback | models | data``: the model side of the CLI.
+"""``sortloop train | export | recover | eval | promote | rollback | models | data``: the model side of the CLI.
 
 User errors (missing files, bad config, a refused promotion) end with ``error: …`` and exit code 2.
 """
@@ -35,10 +35,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from station.taxonomy import TaxonomyError
     from training.evaluate import EvalError
     from training.export import ExportError
+    from training.recover import RecoverError
     from training.registry import RegistryError
     from training.train import TrainError
 
-    return (ConfigError, ModelError, TaxonomyError, EvalError, ExportError, RegistryError, TrainError)
+    return (ConfigError, ModelError, TaxonomyError, EvalError, ExportError, RecoverError, RegistryError,
+            TrainError)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -202,6 +204,38 @@ def export_cmd(
         typer.echo(f"{result.int8}: INT8 mAP50 change vs fp32 {delta}")
 
 
+def recover_cmd(
+    model: Annotated[Path, typer.Argument(help="ONNX model exported by Ultralytics (YOLO11/YOLOv8, NMS after).")],
+    out: Annotated[Path | None, typer.Option(help="Checkpoint to write (default: beside the model, same name, "
+                                             ".pt).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Images that calibrate the batch norms, best the ones you will "
+                                              "train on: data.yaml, YOLO folder or .txt list (train split); "
+                                              "default: 40 simulator scenes.")] = None,
+) -> None:
+    """Rebuild a trainable checkpoint from an ONNX model's weights (for fine-tuning where only the ONNX file is
+    at hand); it must reproduce the model's boxes, else nothing is written."""
+    import tempfile
+
+    from station.simulator import render_dataset
+    from station.taxonomy import load_taxonomy
+    from training.evaluate import resolve_data
+    from training.recover import CALIBRATION_IMAGES, recover
+    from training.sources import spread, spread_split
+
+    out = out or model.with_suffix(".pt")
+    with tempfile.TemporaryDirectory(prefix="sortloop-recover-") as tmp:
+        if data is None:
+            render_dataset(Path(tmp), CALIBRATION_IMAGES + 8, seed=0, width=1280, height=720)
+            data = Path(tmp)
+        _, images = resolve_data(data, "train", load_taxonomy())
+        calibration, rest = spread_split(sorted(images), CALIBRATION_IMAGES)
+        result = recover(model, out, calibration, parity_images=spread(rest, 8))
+    gap = "unmeasured" if result.train_mode_gap is None else f"{result.train_mode_gap:.4f}"
+    typer.echo(f"{out}: {result.architecture} from {model} ({result.tensors} tensors), batch norms calibrated on "
+               f"{result.calibration_images} images, parity ok on {result.parity_boxes} boxes, train-mode score "
+               f"gap {gap}")
+
+
 # ------------------------------------------------------------------------------------------------- eval
 
 
@@ -281,6 +315,7 @@ def register(app: typer.Typer) -> None:
     """Add the training commands (and ``data`` when the dataset tools are installed) to ``app``."""
     app.command("train")(user_errors(train_cmd))
     app.command("export")(user_errors(export_cmd))
+    app.command("recover")(user_errors(recover_cmd))
     app.command("eval")(user_errors(eval_cmd))
     app.command("promote")(user_errors(promote_cmd))
     app.command("rollback")(user_errors(rollback_cmd))

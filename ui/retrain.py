@@ -4,8 +4,9 @@ Steps: the corrections (a YOLO folder written by ``ui.corrections.export_dataset
 corrected box, background crops, boxed frames) are packed at their own pixel scale onto frame-sized canvases,
 so the model sees items as large as on the belt; a replay sample of the base training data is added so the
 model keeps what it knew; then fine-tune (from the current model's checkpoint; a registry with no current
-version first adopts the model the station runs, the shipped default, with the checkpoint beside it; the
-training config's base weights only where there is none), export ONNX, evaluate candidate and current model on
+version first adopts the model the station runs, the shipped default, with the checkpoint beside it, else one
+recovered from the ONNX file's own weights (``training.recover``); the training config's base weights only where
+neither can be had), export ONNX, evaluate candidate and current model on
 the same data (the current model's evaluation data, and the held-out corrections) and register the candidate.
 Promotion is the engineer's next step, through the registry's gate. Progress goes to the parent as
 ``@sortloop`` lines.
@@ -76,7 +77,8 @@ class RetrainSpec(BaseModel):
                                 "the training config's base weights).")
     station_model: str | None = Field(None, description="The ONNX the station runs while the registry has no "
                                       "current version (the shipped default): adopted as the first current "
-                                      "version, its checkpoint beside it (same name, .pt) as model.pt.")
+                                      "version, its checkpoint beside it (same name, .pt) as model.pt, else one "
+                                      "recovered from the ONNX weights (training.recover).")
     training_config: str | None = Field(None, description="configs/training.yaml (defaults when absent).")
     epochs: int = Field(10, ge=1)
     imgsz: int | None = Field(None, ge=32, description=IMGSZ_HELP)
@@ -261,10 +263,32 @@ def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy
     report = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy,
                       hazard_rule=hazard_rule(spec))
     weights = onnx.with_suffix(".pt")
-    if not weights.is_file():
-        log.warning("no checkpoint %s beside the station's model: fine-tuning starts from the base weights", weights)
-    return registry.adopt(onnx, model_card(onnx, report), report, weights=weights if weights.is_file() else None,
-                          by=spec.by)
+    found = weights if weights.is_file() else recover_checkpoint(spec, onnx, info, taxonomy)
+    return registry.adopt(onnx, model_card(onnx, report), report, weights=found, by=spec.by)
+
+
+def recover_checkpoint(spec: RetrainSpec, onnx: Path, info: DatasetInfo, taxonomy: Taxonomy) -> Path | None:
+    """No checkpoint beside the station's model (a fresh clone: only ONNX files are in the repository): rebuild
+    one from the ONNX file's weights, calibrated on the retraining's own training images, so the candidate is
+    fine-tuned from the model the station runs. None (with a warning) where that cannot be done: then fine-tuning
+    starts from the base weights."""
+    from training.evaluate import resolve_data
+    from training.recover import CALIBRATION_IMAGES, RecoverError, recover
+    from training.sources import spread, spread_split
+
+    _, images = resolve_data(info.data_yaml, "train", taxonomy)
+    calibration, rest = spread_split(sorted(images), CALIBRATION_IMAGES)
+    out = Path(spec.work_dir) / "recovered" / onnx.with_suffix(".pt").name
+    try:
+        result = recover(onnx, out, calibration, parity_images=spread(rest, 8))
+    except RecoverError as exc:
+        log.warning("no checkpoint beside the station's model and none recovered from it (%s): fine-tuning "
+                    "starts from the base weights", exc)
+        return None
+    log.info("no checkpoint beside the station's model: recovered one from %s (%s, calibrated on %d training "
+             "images, parity on %d boxes)", onnx, result.architecture, result.calibration_images,
+             result.parity_boxes)
+    return out
 
 
 def start_weights(spec: RetrainSpec, base_weights: Path) -> Path:
@@ -411,7 +435,9 @@ def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     progress(0.05, f"dataset: {info.correction_images} corrected images, {info.replay_images} replay images, "
              f"{info.val_images} for validation", "dataset")
     if (adopted := adopt_station_model(spec, info, tax)) is not None:  # only while none is current
-        progress(0.05, f"adopted the station's model {adopted.version} as the current version", "dataset")
+        how = "its checkpoint" if (adopted.folder / "model.pt").is_file() else "no checkpoint (base weights)"
+        progress(0.05, f"adopted the station's model {adopted.version} as the current version, with {how}",
+                 "dataset")
     current = registry.current()
     # train at the size the current model was trained at (else its input height: Ultralytics trains square),
     # export at its whole input (the default 16:9 belt model: trained at 320, run at 256 x 448): the candidate
