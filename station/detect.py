@@ -135,7 +135,9 @@ def _literal(meta: dict[str, str], key: str, path: Path) -> object:
                          f"{_EXPORT_FIX}") from exc
 
 
-def _parse_names(meta: dict[str, str], path: Path) -> list[str]:
+def parse_names(meta: dict[str, str], path: Path) -> list[str]:
+    """Class names of an Ultralytics export (its ``names`` metadata: a dict 0..C-1 or a list); ModelError naming
+    the file when they are missing or malformed."""
     raw = _literal(meta, "names", path)
     if isinstance(raw, dict) and sorted(raw) == list(range(len(raw))):
         names = [raw[i] for i in range(len(raw))]
@@ -192,7 +194,7 @@ def _inspect(session: ort.InferenceSession, meta: dict[str, str],
     task = meta.get("task", "detect")
     if task != "detect":
         raise ModelError(f"model file {path} is a {task!r} model, not a detection model; {_EXPORT_FIX}")
-    names = _parse_names(meta, path)
+    names = parse_names(meta, path)
     imgsz = _parse_imgsz(meta, path)
     _check_input(session, imgsz, path)
     return names, imgsz, _model_kind(session, len(names), meta, path)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper
 
 from station.simulator import render_dataset
 from station.taxonomy import load_taxonomy
@@ -89,6 +91,16 @@ def _not_onnx(tmp: Path) -> Path:
     return path
 
 
+def _no_names(tmp: Path) -> Path:
+    """A valid ONNX graph without Ultralytics' metadata."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    path = tmp / "plain.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
 def _nms_free(tmp: Path) -> Path:
     if not (SHARED / "yolo26n-coco-int8-640.onnx").is_file():
         pytest.skip("needs ../shared/weights")
@@ -104,6 +116,7 @@ def _quantised(tmp: Path) -> Path:
 @pytest.mark.parametrize(("make", "images", "message"), [
     (lambda tmp: tmp / "absent.onnx", 1, "does not exist"),
     (_not_onnx, 1, "cannot be read as ONNX"),
+    (_no_names, 1, "has no 'names' metadata"),
     (_nms_free, 1, "fit none of yolo11n"),
     (_quantised, 1, "fit none of yolo11n"),
     (lambda tmp: shutil.copyfile(SHIPPED, tmp / "m.onnx"), 0, "needs calibration images"),

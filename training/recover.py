@@ -78,16 +78,12 @@ def _weights(onnx_path: Path) -> tuple[dict[str, npt.NDArray[np.float32]], dict[
 
 
 def _names(meta: dict[str, str], onnx_path: Path) -> dict[int, str]:
-    import ast
+    from station.detect import ModelError, parse_names
 
     try:
-        names = ast.literal_eval(meta.get("names", ""))
-    except (ValueError, SyntaxError):
-        names = None
-    if not isinstance(names, dict) or sorted(names) != list(range(len(names))):
-        raise RecoverError(f"model file {onnx_path} has no class names in its metadata ('names'); only "
-                           f"Ultralytics exports can be recovered")
-    return {int(k): str(v) for k, v in names.items()}
+        return dict(enumerate(parse_names(meta, onnx_path)))
+    except ModelError as exc:
+        raise RecoverError(str(exc)) from exc
 
 
 def _candidates(meta: dict[str, str]) -> list[str]:
