@@ -218,18 +218,14 @@ def recover_cmd(
 
     from station.simulator import render_dataset
     from station.taxonomy import load_taxonomy
-    from training.evaluate import resolve_data
-    from training.recover import CALIBRATION_IMAGES, recover
-    from training.sources import spread, spread_split
+    from training.recover import CALIBRATION_IMAGES, recover_with_data
 
     out = out or model.with_suffix(".pt")
     with tempfile.TemporaryDirectory(prefix="sortloop-recover-") as tmp:
         if data is None:
             render_dataset(Path(tmp), CALIBRATION_IMAGES + 8, seed=0, width=1280, height=720)
             data = Path(tmp)
-        _, images = resolve_data(data, "train", load_taxonomy())
-        calibration, rest = spread_split(sorted(images), CALIBRATION_IMAGES)
-        result = recover(model, out, calibration, parity_images=spread(rest, 8))
+        result = recover_with_data(model, out, data, load_taxonomy())
     gap = "unmeasured" if result.train_mode_gap is None else f"{result.train_mode_gap:.4f}"
     typer.echo(f"{out}: {result.architecture} from {model} ({result.tensors} tensors), batch norms calibrated on "
                f"{result.calibration_images} images, parity ok on {result.parity_boxes} boxes, train-mode score "

@@ -28,10 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from station.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +253,18 @@ def calibration_batch(onnx_path: Path, images: Sequence[Path | npt.NDArray[np.ui
     if not tensors:
         raise RecoverError("recovering a checkpoint needs calibration images (real frames or training images)")
     return torch.from_numpy(np.concatenate(tensors).astype(np.float32))
+
+
+def recover_with_data(onnx_path: Path, out: Path, data: Path, taxonomy: Taxonomy) -> RecoverResult:
+    """``recover`` calibrated on a dataset's training split (a data.yaml, YOLO folder or .txt list):
+    ``CALIBRATION_IMAGES`` of its images, evenly spread, and up to 8 of the others (else the same ones) for the
+    parity check."""
+    from training.evaluate import resolve_data
+    from training.sources import spread, spread_split
+
+    _, images = resolve_data(data, "train", taxonomy)
+    calibration, rest = spread_split(sorted(images), CALIBRATION_IMAGES)
+    return recover(onnx_path, out, calibration, parity_images=spread(rest, 8))
 
 
 def recover(onnx_path: Path, out: Path, images: Sequence[Path | npt.NDArray[np.uint8]], *,

@@ -272,15 +272,11 @@ def recover_checkpoint(spec: RetrainSpec, onnx: Path, info: DatasetInfo, taxonom
     one from the ONNX file's weights, calibrated on the retraining's own training images, so the candidate is
     fine-tuned from the model the station runs. None (with a warning) where that cannot be done: then fine-tuning
     starts from the base weights."""
-    from training.evaluate import resolve_data
-    from training.recover import CALIBRATION_IMAGES, RecoverError, recover
-    from training.sources import spread, spread_split
+    from training.recover import RecoverError, recover_with_data
 
-    _, images = resolve_data(info.data_yaml, "train", taxonomy)
-    calibration, rest = spread_split(sorted(images), CALIBRATION_IMAGES)
     out = Path(spec.work_dir) / "recovered" / onnx.with_suffix(".pt").name
     try:
-        result = recover(onnx, out, calibration, parity_images=spread(rest, 8))
+        result = recover_with_data(onnx, out, info.data_yaml, taxonomy)
     except RecoverError as exc:
         log.warning("no checkpoint beside the station's model and none recovered from it (%s): fine-tuning "
                     "starts from the base weights", exc)
@@ -420,6 +416,14 @@ def _train_cfg(spec: RetrainSpec, settings: TrainingSettings, data: Path, weight
         **spec.train_args})
 
 
+def _adopted_checkpoint(adopted: ModelVersion, beside: bool) -> str:
+    if beside:
+        return "its checkpoint"
+    if (adopted.folder / "model.pt").is_file():
+        return "a checkpoint recovered from its ONNX weights"
+    return "no checkpoint (fine-tuning the base weights)"
+
+
 def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     """Dataset → fine-tune → ONNX → evaluation → registry (see module doc)."""
     from training.export import export
@@ -434,10 +438,10 @@ def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     info = build_dataset(spec, tax)
     progress(0.05, f"dataset: {info.correction_images} corrected images, {info.replay_images} replay images, "
              f"{info.val_images} for validation", "dataset")
+    beside = bool(spec.station_model) and Path(str(spec.station_model)).with_suffix(".pt").is_file()
     if (adopted := adopt_station_model(spec, info, tax)) is not None:  # only while none is current
-        how = "its checkpoint" if (adopted.folder / "model.pt").is_file() else "no checkpoint (base weights)"
-        progress(0.05, f"adopted the station's model {adopted.version} as the current version, with {how}",
-                 "dataset")
+        progress(0.05, f"adopted the station's model {adopted.version} as the current version, with "
+                 f"{_adopted_checkpoint(adopted, beside)}", "dataset")
     current = registry.current()
     # train at the size the current model was trained at (else its input height: Ultralytics trains square),
     # export at its whole input (the default 16:9 belt model: trained at 320, run at 256 x 448): the candidate
