@@ -24,23 +24,23 @@ TAX = load_taxonomy()
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """16 belt scenes of the simulator at the station's frame size."""
+    """24 belt scenes of the simulator at the station's frame size: 16 to calibrate, 8 to check."""
     out = tmp_path_factory.mktemp("frames")
-    render_dataset(out, 16, seed=3, width=1280, height=720)
+    render_dataset(out, 24, seed=3, width=1280, height=720)
     return sorted((out / "images").iterdir())
 
 
 @pytest.fixture(scope="module")
 def recovered(frames: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[rec.RecoverResult, dict]:
     out = tmp_path_factory.mktemp("ckpt") / "sortloop-default.pt"
-    result = recover(SHIPPED, out, frames[:10], parity_images=frames[10:])
+    result = recover(SHIPPED, out, frames[:16], parity_images=frames[16:])
     return result, torch.load(out, map_location="cpu", weights_only=False)
 
 
 def test_recovered_checkpoint_gives_the_shipped_models_boxes(recovered: tuple[rec.RecoverResult, dict]) -> None:
     result, ckpt = recovered
-    assert result.architecture == "yolo11n" and result.tensors == 175 and result.calibration_images == 10
-    assert result.parity_boxes >= 10  # boxes compared on the 6 held-out scenes, all equal within tolerance
+    assert result.architecture == "yolo11n" and result.tensors == 175 and result.calibration_images == 16
+    assert result.parity_boxes >= 10  # boxes compared on the 8 held-out scenes, all equal within tolerance
     assert result.train_mode_gap is not None
     model = ckpt["model"]
     head = model.model[-1]
@@ -67,15 +67,15 @@ def test_calibrated_batch_norms_keep_a_training_batch_near_the_model(frames: lis
     normalised by its own statistics; calibrating on belt frames brings the training-mode scores close to the
     model's on frames the calibration did not see."""
     weights, _ = rec._weights(SHIPPED)
-    held_out = rec.calibration_batch(SHIPPED, frames[10:])
+    held_out = rec.calibration_batch(SHIPPED, frames[16:])
     gaps = {}
     for calibrate in (False, True):
         net = rec._build("yolo11n", len(TAX.names), weights)
         pairs = rec._unfold(net, weights)
         if calibrate:
-            rec._calibrate(net, pairs, rec.calibration_batch(SHIPPED, frames[:10]))
+            rec._calibrate(net, pairs, rec.calibration_batch(SHIPPED, frames[:16]))
         gaps[calibrate] = rec.train_mode_gap(net, held_out)
-    assert gaps[True] < 0.6 * gaps[False], gaps
+    assert gaps[True] < 0.5 * gaps[False], gaps  # measured: 0.061 against 0.234
 
 
 def test_only_the_shipped_family_is_rebuilt() -> None:
