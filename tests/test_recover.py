@@ -127,3 +127,22 @@ def test_what_cannot_be_recovered_is_refused_and_nothing_written(make, images: i
     with pytest.raises(RecoverError, match=message):
         recover(Path(make(tmp_path)), out, frames[:images])
     assert not out.exists()
+
+
+def test_cli_never_replaces_a_checkpoint_unasked(tmp_path: Path) -> None:
+    """A checkpoint beside the model is usually its real one: the CLI refuses to overwrite it without --force."""
+    import typer
+    from typer.testing import CliRunner
+
+    from training.cli import register
+
+    app = typer.Typer()
+    register(app)
+    model = Path(shutil.copyfile(SHIPPED, tmp_path / "m.onnx"))
+    model.with_suffix(".pt").write_bytes(b"the real checkpoint")
+    refused = CliRunner().invoke(app, ["recover", str(model)])
+    assert refused.exit_code == 2 and "exists" in refused.output
+    assert model.with_suffix(".pt").read_bytes() == b"the real checkpoint"
+    written = CliRunner().invoke(app, ["recover", str(model), "--out", str(tmp_path / "r.pt")])
+    assert written.exit_code == 0, written.output
+    assert "parity ok on" in written.output and (tmp_path / "r.pt").is_file()

@@ -211,6 +211,7 @@ def recover_cmd(
     data: Annotated[Path | None, typer.Option(help="Images that calibrate the batch norms, best the ones you will "
                                               "train on: data.yaml, YOLO folder or .txt list (train split); "
                                               "default: 40 simulator scenes.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint at --out.")] = False,
 ) -> None:
     """Rebuild a trainable checkpoint from an ONNX model's weights (for fine-tuning where only the ONNX file is
     at hand); it must reproduce the model's boxes, else nothing is written."""
@@ -221,6 +222,9 @@ def recover_cmd(
     from training.recover import CALIBRATION_IMAGES, recover_with_data
 
     out = out or model.with_suffix(".pt")
+    if out.exists() and not force:  # beside the model it may be the model's real checkpoint: never lose that
+        raise _fail(f"{out} exists (a checkpoint beside a model is usually its own, better than a recovered one); "
+                    f"give another --out, or --force to replace it")
     with tempfile.TemporaryDirectory(prefix="sortloop-recover-") as tmp:
         if data is None:
             render_dataset(Path(tmp), CALIBRATION_IMAGES + 8, seed=0, width=1280, height=720)
