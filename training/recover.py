@@ -44,8 +44,14 @@ ARCHITECTURES = ("yolo11n", "yolo11s", "yolo11m", "yolo11l", "yolo11x",
 YOLOv8 detectors whose exports the station runs with NMS after the model."""
 
 
+_HEAD_WIDTH = re.compile(r"model\.\d+\.cv3\.0\.0\.1\.conv\.weight")
+"""The head's first classification conv (its output width is the branch's width)."""
+
 CALIBRATION_IMAGES = 32
 """Images that calibrate the batch norms by default (8 more, when there are, check the result)."""
+
+
+NO_IMAGES = "recovering a checkpoint needs calibration images (real frames or training images)"
 
 
 class RecoverError(ValueError):
@@ -109,9 +115,7 @@ def _build(arch: str, nc: int, weights: dict[str, npt.NDArray[np.float32]]) -> A
     from ultralytics.nn.modules.head import Detect
     from ultralytics.nn.tasks import DetectionModel
 
-    key = "model.{}.cv3.0.0.1.conv.weight"
-    width_key = next((key.format(i) for i in range(40) if key.format(i) in weights), None)
-    width = int(weights[width_key].shape[0]) if width_key else None
+    width = next((int(v.shape[0]) for k, v in weights.items() if _HEAD_WIDTH.fullmatch(k)), None)
     try:
         net: Any = DetectionModel(f"{arch}.yaml", nc=width if width and width > nc else nc, verbose=False)
     except Exception as exc:  # Ultralytics raises several types for an unknown yaml
@@ -251,7 +255,7 @@ def calibration_batch(onnx_path: Path, images: Sequence[Path | npt.NDArray[np.ui
         tensor, _ = det.preprocess(np.ascontiguousarray(img))
         tensors.append(tensor.copy())
     if not tensors:
-        raise RecoverError("recovering a checkpoint needs calibration images (real frames or training images)")
+        raise RecoverError(NO_IMAGES)
     return torch.from_numpy(np.concatenate(tensors).astype(np.float32))
 
 
@@ -281,6 +285,8 @@ def recover(onnx_path: Path, out: Path, images: Sequence[Path | npt.NDArray[np.u
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise RecoverError(f"model file {onnx_path} does not exist; pass the ONNX model the station runs")
+    if not images:  # before any work: the calibration needs them
+        raise RecoverError(NO_IMAGES)
     weights, meta = _weights(onnx_path)
     names = _names(meta, onnx_path)
     ultralytics_env()
@@ -297,11 +303,13 @@ def recover(onnx_path: Path, out: Path, images: Sequence[Path | npt.NDArray[np.u
                            f"beside it as {onnx_path.with_suffix('.pt').name}")
     net.names = names
     pairs = _unfold(net, weights)
-    batch = calibration_batch(onnx_path, images)
-    _calibrate(net, pairs, batch)
     files = [i for i in images if isinstance(i, Path)]
-    held_out = [p for p in parity_images if p not in set(files)]
-    gap = train_mode_gap(net, calibration_batch(onnx_path, held_out)) if held_out else None
+    calibrating = set(files)
+    held_out = [p for p in parity_images if p not in calibrating]
+    both = calibration_batch(onnx_path, [*images, *held_out])  # one letterboxing pass for both
+    batch = both[:len(images)]
+    _calibrate(net, pairs, batch)
+    gap = train_mode_gap(net, both[len(images):]) if held_out else None
     parity_images = list(parity_images) or files
     trained = meta.get("sortloop_train_imgsz", "")
     imgsz = int(trained) if trained.isdigit() else int(batch.shape[2])
