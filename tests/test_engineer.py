@@ -253,10 +253,12 @@ def test_retrain_adopts_the_station_model_when_the_registry_has_none(tmp_path: P
 
     assert adopt_station_model(spec(tmp_path / "absent.onnx"), info, TAX) is None
     assert Registry(tmp_path / "reg").pointer() is None
-    mv = adopt_station_model(spec(shipped), info, TAX)
+    adopted = adopt_station_model(spec(shipped), info, TAX)
+    assert adopted is not None and adopted.checkpoint == "its checkpoint"
+    mv = adopted.version
     registry = Registry(tmp_path / "reg")
     current = registry.current()
-    assert mv is not None and current is not None and current.version == mv.version == "sortloop-default-5"
+    assert current is not None and current.version == mv.version == "sortloop-default-5"
     assert current.report.data == str(data) and current.report.images == 4
     assert (mv.folder / "model.pt").read_bytes() == b"checkpoint"
     assert registry.audit()[-1].action == "adopt"
@@ -275,8 +277,10 @@ def test_retrain_recovers_a_checkpoint_when_none_lies_beside_the_station_model(t
     spec = RetrainSpec(version="v2", by="erin", corrections=str(tmp_path / "corr"), work_dir=str(tmp_path / "work"),
                        registry=str(tmp_path / "reg"), taxonomy="datasets/taxonomy.yaml",
                        station_model=str(shipped), conf=0.25)
-    mv = adopt_station_model(spec, DatasetInfo(data, 6, 6, 1, 0, None), TAX)
-    assert mv is not None and (mv.folder / "model.pt").is_file()
+    adopted = adopt_station_model(spec, DatasetInfo(data, 6, 6, 1, 0, None), TAX)
+    assert adopted is not None and adopted.checkpoint == "a checkpoint recovered from its ONNX weights"
+    mv = adopted.version
+    assert (mv.folder / "model.pt").is_file()
     import torch
 
     ckpt = torch.load(mv.folder / "model.pt", map_location="cpu", weights_only=False)

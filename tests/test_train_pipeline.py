@@ -373,3 +373,18 @@ def test_a_time_budget_reaches_ultralytics(time_hours: float | None, expected: o
         return
     args = _train_args(TrainConfig(time_hours=time_hours), Path("data.yaml"), plots=False)
     assert args.get("time") == expected and args["epochs"] == 50
+
+
+@pytest.mark.parametrize(("warmup_epochs", "expected"), [(None, 3.0), (0, 0.0), (1.5, 1.5), (-1, "error")])
+def test_the_warm_up_reaches_ultralytics(warmup_epochs: float | None, expected: object) -> None:
+    """A fine-tune of a trained model at a low lr0 skips the warm-up (its bias rate starts at 0.1)."""
+    from pydantic import ValidationError
+
+    from training.train import _train_args
+
+    given = {} if warmup_epochs is None else {"warmup_epochs": warmup_epochs}
+    if expected == "error":
+        with pytest.raises(ValidationError, match="warmup_epochs"):
+            TrainConfig(**given)
+        return
+    assert _train_args(TrainConfig(**given), Path("data.yaml"), plots=False)["warmup_epochs"] == expected

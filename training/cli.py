@@ -104,6 +104,7 @@ def train_cmd(
     close_mosaic: Annotated[int | None, typer.Option(help="Epochs without mosaic at the end.")] = None,
     lr0: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
     cos_lr: Annotated[bool | None, typer.Option("--cos-lr/--linear-lr", help="Learning-rate schedule.")] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(help="Warm-up epochs (0: none).")] = None,
 ) -> None:
     """Fine-tune the detector (offline, seeded, resumable); prints one line per epoch."""
     given = {k: v for k, v in locals().items() if k not in {"config", "resume"} and v is not None}

@@ -87,6 +87,9 @@ class TrainConfig(BaseModel):
         "auto", description="Optimizer; 'auto' chooses by iteration count and ignores lr0.")
     lr0: float = Field(0.01, gt=0, description="Initial learning rate (used unless optimizer is 'auto').")
     cos_lr: bool = Field(False, description="Cosine learning-rate schedule instead of linear.")
+    warmup_epochs: float = Field(3.0, ge=0, description="Warm-up epochs (learning rate ramped up, bias rate "
+                                 "ramped down from 0.1); 0 for none, as suits a fine-tune of an already trained "
+                                 "model at a low lr0.")
     mosaic: float = Field(1.0, ge=0, le=1, description="Probability of 4-image mosaic augmentation.")
     close_mosaic: int = Field(10, ge=0, description="Turn mosaic off for the last N epochs.")
     mixup: float = Field(0.0, ge=0, le=1, description="Probability of mixup augmentation.")
@@ -292,8 +295,8 @@ def _amp_setting(cfg: TrainConfig) -> bool | str:
 
 def _train_args(cfg: TrainConfig, data_yaml: Path, plots: bool) -> dict[str, object]:
     knobs = ("epochs", "imgsz", "batch", "workers", "seed", "deterministic", "patience", "optimizer", "lr0",
-             "cos_lr", "mosaic", "close_mosaic", "mixup", "copy_paste", "hsv_h", "hsv_s", "hsv_v", "degrees",
-             "scale", "fliplr", "flipud")
+             "cos_lr", "warmup_epochs", "mosaic", "close_mosaic", "mixup", "copy_paste", "hsv_h", "hsv_s", "hsv_v",
+             "degrees", "scale", "fliplr", "flipud")
     args: dict[str, object] = {k: getattr(cfg, k) for k in knobs}
     if cfg.time_hours is not None:
         args["time"] = cfg.time_hours

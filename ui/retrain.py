@@ -245,7 +245,15 @@ def trained_size(onnx: Path) -> int | None:
     return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
-def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy) -> ModelVersion | None:
+@dataclass(frozen=True)
+class Adoption:
+    """The station's model, registered as the current version, and which checkpoint it got (for the job log)."""
+
+    version: ModelVersion
+    checkpoint: str
+
+
+def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy) -> Adoption | None:
     """With no current version in the registry the station runs the model its config names (the shipped
     default). Register that one as the current version, with its checkpoint, so the candidate is fine-tuned from
     the model the station runs and the gate judges it against that model, not against nothing."""
@@ -262,9 +270,11 @@ def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy
     data, split = _eval_target(spec, None, info)
     report = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy,
                       hazard_rule=hazard_rule(spec))
-    weights = onnx.with_suffix(".pt")
-    found = weights if weights.is_file() else recover_checkpoint(spec, onnx, info, taxonomy)
-    return registry.adopt(onnx, model_card(onnx, report), report, weights=found, by=spec.by)
+    beside = onnx.with_suffix(".pt")
+    found = beside if beside.is_file() else recover_checkpoint(spec, onnx, info, taxonomy)
+    checkpoint = {beside: "its checkpoint", None: "no checkpoint (fine-tuning the base weights)"}.get(
+        found, "a checkpoint recovered from its ONNX weights")
+    return Adoption(registry.adopt(onnx, model_card(onnx, report), report, weights=found, by=spec.by), checkpoint)
 
 
 def recover_checkpoint(spec: RetrainSpec, onnx: Path, info: DatasetInfo, taxonomy: Taxonomy) -> Path | None:
@@ -416,14 +426,6 @@ def _train_cfg(spec: RetrainSpec, settings: TrainingSettings, data: Path, weight
         **spec.train_args})
 
 
-def _adopted_checkpoint(adopted: ModelVersion, beside: bool) -> str:
-    if beside:
-        return "its checkpoint"
-    if (adopted.folder / "model.pt").is_file():
-        return "a checkpoint recovered from its ONNX weights"
-    return "no checkpoint (fine-tuning the base weights)"
-
-
 def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     """Dataset → fine-tune → ONNX → evaluation → registry (see module doc)."""
     from training.export import export
@@ -438,10 +440,9 @@ def run_retrain(spec: RetrainSpec, progress: Progress) -> RetrainResult:
     info = build_dataset(spec, tax)
     progress(0.05, f"dataset: {info.correction_images} corrected images, {info.replay_images} replay images, "
              f"{info.val_images} for validation", "dataset")
-    beside = bool(spec.station_model) and Path(str(spec.station_model)).with_suffix(".pt").is_file()
     if (adopted := adopt_station_model(spec, info, tax)) is not None:  # only while none is current
-        progress(0.05, f"adopted the station's model {adopted.version} as the current version, with "
-                 f"{_adopted_checkpoint(adopted, beside)}", "dataset")
+        progress(0.05, f"adopted the station's model {adopted.version.version} as the current version, with "
+                 f"{adopted.checkpoint}", "dataset")
     current = registry.current()
     # train at the size the current model was trained at (else its input height: Ultralytics trains square),
     # export at its whole input (the default 16:9 belt model: trained at 320, run at 256 x 448): the candidate
