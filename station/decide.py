@@ -5,6 +5,10 @@ left → right) the vote is turned into a stream and a hazard flag through the t
 just before the line is decided from its prediction; a crossing that falls on an item already decided
 (a fragmented track, a part boxed apart) is merged into it, so no item gets two decisions; where the
 crossing is a battery the item was decided without (a coin cell on a rag), the station raises an alarm.
+
+A small box lying inside a larger one still to be decided (a bottle's cap, a device's battery, a coin cell on
+a rag) is a part of that item, or rides on it: it is decided with the item when the item's centre crosses, so
+the ejector is timed from the item, not from its part, and the item carries the part's hazard.
 """
 
 from __future__ import annotations
@@ -45,9 +49,11 @@ class _Track:
     whole_looks: int = 0
     """Looks at a box not cut by either edge of the frame."""
     exit_only: bool = True
+    """Every look so far touched the exit (right) edge: the sliver of an item leaving the view, not an item."""
     frame: Frame | None = None
     """The last frame the track was seen in (a reference, not a copy): evidence for a decision made later."""
-    """Every look so far touched the exit (right) edge: the sliver of an item leaving the view, not an item."""
+    part_of: int | None = None
+    """The larger track this one lay inside when it crossed the line: it is decided with that one."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,11 @@ class _Crossing:
     predicted: bool = False
     """Decided from the track's prediction: it was lost before reaching the line."""
 
+
+PART_INSIDE = 0.8
+"""A box with at least this share of its area inside another track's box ..."""
+PART_AREA_RATIO = 4.0
+"""... which is at least this many times larger, is a part of that item (or lies on it)."""
 
 SPANNING_EDGE = 0.02
 """A box within this fraction of the frame width of both the entry and the exit edge spans the view: it says
@@ -135,7 +146,36 @@ class DecisionLine:
             if c is not None:
                 crossings.append(c)
         crossings.extend(self._expire_lost(frame, line, belt))
-        return [d for c in crossings if (d := self._decide(c, frame, line, speed_px_s)) is not None]
+        out: list[Decision] = []
+        for c in crossings:
+            if c.track.decided:  # taken as a part by an item decided earlier in this frame
+                continue
+            if c.frame is not None and (host := self._host_of(c.track, frame.index)) is not None:
+                c.track.part_of = host.track_id  # decided with its item when that one's centre crosses
+                continue
+            if (d := self._decide(c, frame, line, speed_px_s)) is not None:
+                out.append(d)
+        return out
+
+    def _host_of(self, tr: _Track, frame_index: int) -> _Track | None:
+        """The track ``tr`` waits for as a part of it: the one it waits for already while that one is lost or
+        still holds it, else the largest undecided track seen in this frame whose box holds ``tr``'s."""
+        if tr.part_of is not None and (host := self._tracks.get(tr.part_of)) is not None and not host.decided \
+                and (host.last_frame != frame_index or _is_part(tr.box, host.box)):
+            return host
+        hosts = [h for h in self._tracks.values() if h is not tr and not h.decided and h.last_frame == frame_index
+                 and _is_part(tr.box, h.box)]
+        return max(hosts, key=lambda h: _area(h.box), default=None)
+
+    def _take_parts(self, tr: _Track, frame_index: int) -> list[_Track]:
+        """The undecided tracks that are parts of ``tr`` (waiting for it, or inside it in this frame), now
+        decided with it."""
+        seen_now = tr.last_frame == frame_index
+        parts = [p for p in self._tracks.values() if p is not tr and not p.decided and (
+            p.part_of == tr.track_id or (seen_now and p.last_frame == frame_index and _is_part(p.box, tr.box)))]
+        for p in parts:
+            p.decided = True
+        return parts
 
     def _votes(self, dets: Detections) -> npt.NDArray[np.float64]:
         n_tax = len(self._tax.names)
@@ -187,6 +227,11 @@ class DecisionLine:
                 if gap > self._history_s:
                     del self._tracks[tid]
                 continue
+            if tr.part_of is not None:
+                host = self._tracks.get(tr.part_of)
+                if host is not None and not host.decided:
+                    continue  # lost, but its item is still to be decided: it is decided with it
+                tr.part_of = None  # its item went without it (an item never takes a part it did not hold)
             if tr.crossed:  # crossed, then lost before it had enough looks
                 out.append(_Crossing(tr, *_crossing(tr, line, belt), None))
                 continue
@@ -210,26 +255,32 @@ class DecisionLine:
             self._recent.popleft()
         shift = speed * tr.t
         belt_box = (tr.box[0] - shift, tr.box[1], tr.box[2] - shift, tr.box[3])
+        parts = self._take_parts(tr, frame.index)
         cls, stream, hazard, share, reason, detail = self._classify(tr)
         for d in self._recent:
             near = abs(d.crossed_at - c.t) * speed < self._cfg.duplicate_gate_px and \
                 abs(d.y - tr.y) < self._cfg.duplicate_gate_px
             if not (near or overlap_of_smaller(d.belt_box, belt_box) >= 0.5):
                 continue
-            own = self._tax.hazard_of(cls) if cls else None  # the winning class's hazard, not a doubt
-            if own is not None and own != d.hazard and tr.whole_looks >= self._cfg.min_track_frames:
-                # a battery lying on (or boxed within) an item decided without that hazard: merged, it would be
-                # lost, so the station raises an alarm naming the item (its command is out: the battery rides
-                # with it to its bin). Only for a part seen whole (not cut by the frame's edge) for a few looks:
-                # the model boxes slivers of items entering the view as faint batteries, and those are the
-                # item's own parts; and not for a mere doubt (a plug voted partly battery): only for a part
-                # the model calls a battery outright.
-                self.hazards_on_items.append(HazardOnItem(d.item_id, d.class_name, own, str(cls), tr.track_id))
-                log.warning("track %d (%s) lies on item %s (%s), decided without a %s hazard", tr.track_id, cls,
-                            d.item_id, d.class_name, own)
-            self.merged += 1
+            for part in (tr, *parts):
+                if (own := self._own_hazard(part)) is not None and own[0] != d.hazard:
+                    # a battery lying on (or boxed within) an item decided without that hazard: merged, it would
+                    # be lost, so the station raises an alarm naming the item (its command is out: the battery
+                    # rides with it to its bin)
+                    self.hazards_on_items.append(HazardOnItem(d.item_id, d.class_name, own[0], own[1],
+                                                              part.track_id))
+                    log.warning("track %d (%s) lies on item %s (%s), decided without a %s hazard", part.track_id,
+                                own[1], d.item_id, d.class_name, own[0])
+            self.merged += 1 + len(parts)
             log.debug("track %d merged into an item already decided (fragmented track)", tr.track_id)
             return None
+        self.merged += len(parts)
+        for part in parts:
+            if hazard is None and (own := self._own_hazard(part)) is not None:
+                hazard = own[0]  # a battery on a rag, a device's battery boxed apart: the item carries it
+                detail = (detail + "; " if detail else "") + f"a {own[1]} (track {part.track_id}) lies on it"
+                log.warning("track %d (%s) lies on track %d (%s): the item is flagged %s", part.track_id, own[1],
+                            tr.track_id, cls, own[0])
         item_id = new_id()
         self._recent.append(_Decided(c.t, tr.y, belt_box, hazard, item_id, cls))
         crop = _crop(c.frame or tr.frame, tr.box, self._cfg.crop_padding)
@@ -242,6 +293,17 @@ class DecisionLine:
             observations=tr.observations, reason=reason, box=tr.box, model_version=self.model_version,
             detail=detail, crop=crop,
         )
+
+    def _own_hazard(self, tr: _Track) -> tuple[str, str] | None:
+        """(hazard, class) where the track's winning class carries a hazard and it was seen whole for a few
+        looks: the model boxes slivers of items entering the view as faint batteries, and those are the item's
+        own parts; and not for a mere doubt (a plug voted partly battery): only for a part the model calls a
+        battery outright."""
+        if tr.whole_looks < self._cfg.min_track_frames or float(tr.votes.sum()) <= 0:
+            return None
+        name = self._tax.names[int(np.argmax(tr.votes))]
+        hazard = self._tax.hazard_of(name)
+        return (hazard, name) if hazard is not None else None
 
     def _classify(self, tr: _Track) -> tuple[str | None, Stream, str | None, float, Reason, str]:
         total = float(tr.votes.sum())
@@ -275,6 +337,15 @@ def _crossing(tr: _Track, line: float, belt: BeltSpeed) -> tuple[float, int | No
     times = [t + (line - x) / v for t, x, _ in tr.hist]
     ticks = [k + (line - x) / v * tps for _, x, k in tr.hist if k is not None]
     return float(np.mean(times)), round(float(np.mean(ticks))) if ticks else None
+
+
+def _area(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
+
+
+def _is_part(small: tuple[float, float, float, float], big: tuple[float, float, float, float]) -> bool:
+    """``small`` lies (almost) wholly inside ``big``, which is several times larger."""
+    return _area(big) >= PART_AREA_RATIO * _area(small) > 0 and overlap_of_smaller(small, big) >= PART_INSIDE
 
 
 def _crop(frame: Frame | None, box: tuple[float, float, float, float], pad: float) -> npt.NDArray[np.uint8] | None:

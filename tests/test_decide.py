@@ -179,8 +179,8 @@ def test_part_of_an_item_boxed_as_its_own_track_is_merged() -> None:
 
 
 @pytest.mark.parametrize(("big", "small", "decided", "alarmed"), [
-    # a coin cell on the trailing half of a rag: the rag crosses first and its command is out; merged, the
-    # battery would be lost, so it is handed on for an alarm naming the rag
+    # a coin cell on the trailing half of a rag, first seen after the rag crossed: the rag's command is out;
+    # merged, the battery would be lost, so it is handed on for an alarm naming the rag
     (scores(textile=0.9), scores(battery=0.8), ("textile", None), [("battery", "battery")]),
     # a phone's battery boxed apart: the phone carries the battery hazard already
     (scores(phone=0.9), scores(battery=0.8), ("phone", "battery"), []),
@@ -192,14 +192,58 @@ def test_part_of_an_item_boxed_as_its_own_track_is_merged() -> None:
     (scores(cable=0.9), scores(cable=0.6, battery=0.25), ("cable", None), []),
 ])
 def test_an_item_on_another_is_merged_and_a_hazard_on_it_alarmed(big, small, decided, alarmed) -> None:
+    # the item's centre crosses at frame 38; the part, 100 px behind it, is first seen at frame 40
     tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (300, 200), "scores": big},
-              {"id": 2, "x0": -100.0, "y": 320, "size": (24, 24), "scores": small}]  # 100 px behind the centre
+              {"id": 2, "x0": -100.0, "y": 320, "first": 40, "size": (24, 24), "scores": small}]
     decisions, line = run(tracks)
     assert [(d.class_name, d.hazard) for d in decisions] == [decided] and line.merged == 1
     hazards = line.take_hazards()
     assert [(h.part_class, h.hazard) for h in hazards] == alarmed
     assert all((h.item_id, h.item_class, h.track_id) == (decisions[0].item_id, decided[0], 2) for h in hazards)
     assert line.take_hazards() == []  # handed on once
+
+
+@pytest.mark.parametrize(("small", "ahead", "decided"), [
+    # a coin cell on a rag's leading half crosses the line first: decided with the rag, the rag flagged
+    (scores(battery=0.8), 100.0, ("textile", "battery")),
+    # ... on its trailing half: taken with the rag when the rag crosses
+    (scores(battery=0.8), -100.0, ("textile", "battery")),
+    # a syringe on a rag: its hazard too
+    (scores(medical=0.8), 100.0, ("textile", "biohazard")),
+    # a label on the rag's leading half, the model's guess at a part: the rag decides, no hazard
+    (scores(paper=0.7), 100.0, ("textile", None)),
+    # a plug voted partly battery (a doubt, not a battery): no hazard from it
+    (scores(cable=0.6, battery=0.25), 100.0, ("textile", None)),
+])
+def test_a_part_inside_an_item_is_decided_with_the_item(small, ahead: float, decided) -> None:
+    # the model boxes a part apart (a bottle's cap, a device's battery) or an item lies on another: the ejector
+    # is timed from the item's centre, not from the part, which crosses 0.2 s earlier when it leads
+    tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (300, 200), "scores": scores(textile=0.9)},
+              {"id": 2, "x0": ahead, "y": 320, "size": (24, 24), "scores": small}]
+    decisions, line = run(tracks)
+    assert [(d.class_name, d.hazard, d.track_id) for d in decisions] == [(*decided, 1)]
+    assert decisions[0].crossed_at == pytest.approx(W / 2 / SPEED, abs=1e-6)  # the rag's centre at the line
+    assert line.merged == 1 and line.take_hazards() == []
+    assert ("lies on it" in decisions[0].detail) == (decided[1] is not None)
+
+
+def test_a_part_whose_item_is_lost_waits_for_the_item() -> None:
+    # the coin cell leads and crosses first (frame 33); the rag's track is lost from frame 35, before its
+    # centre reaches the line, and is decided from its prediction: the cell waits for it all the same
+    tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (300, 200), "scores": scores(textile=0.9), "last": 34},
+              {"id": 2, "x0": 100.0, "y": 320, "size": (24, 24), "scores": scores(battery=0.8)}]
+    decisions, line = run(tracks)
+    assert [(d.class_name, d.hazard, d.track_id) for d in decisions] == [("textile", "battery", 1)]
+    assert "decided from prediction" in decisions[0].detail and line.merged == 1
+
+
+def test_a_small_item_beside_a_larger_one_is_its_own_item() -> None:
+    # a coin cell next to (not on) a rag: two items, two decisions
+    tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (300, 200), "scores": scores(textile=0.9)},
+              {"id": 2, "x0": 100.0, "y": 440, "size": (24, 24), "scores": scores(battery=0.8)}]
+    decisions, line = run(tracks)
+    assert sorted((d.class_name, d.hazard) for d in decisions) == [("battery", "battery"), ("textile", None)]
+    assert line.merged == 0
 
 
 @pytest.mark.parametrize("boxes", [

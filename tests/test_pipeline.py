@@ -98,10 +98,12 @@ def test_a_failed_detection_is_alarmed_and_the_frames_behind_it_go_on(tmp_path: 
 
 class _CellOnItems:
     """The real detector, with a coin cell (a 24 px battery box) drawn on the trailing end of every large
-    item it finds that is not itself a battery hazard: a battery lying on a rag, a board, a bottle."""
+    item it finds that is not itself a battery hazard: a battery lying on a rag, a board, a bottle. With
+    ``after`` (a line x), only once the item's centre is 40 px past it: a cell the model sees late."""
 
-    def __init__(self, det: Detector) -> None:
+    def __init__(self, det: Detector, after: float | None = None) -> None:
         self._det = det
+        self._after = after
         tax = load_taxonomy()
         self._battery = tax.index("battery")
         self._hazardous = {tax.index(n) for n in tax.battery_hazards}
@@ -111,8 +113,9 @@ class _CellOnItems:
 
     def __call__(self, image: npt.NDArray[np.uint8]) -> Detections:
         dets = self._det(image)
+        past = self._after if self._after is not None else -np.inf
         hosts = [i for i in range(len(dets)) if dets.xyxy[i, 2] - dets.xyxy[i, 0] >= 150
-                 and int(dets.class_id[i]) not in self._hazardous]
+                 and int(dets.class_id[i]) not in self._hazardous and dets.center[i, 0] > past + 40]
         if not hosts or dets.class_scores is None:
             return dets
         x1, y1, _, y2 = dets.xyxy[hosts].T
@@ -125,13 +128,26 @@ class _CellOnItems:
                           None, np.concatenate([dets.class_scores, scores]))
 
 
-def test_a_battery_lying_on_a_decided_item_raises_an_alarm_naming_it(tmp_path: Path) -> None:
+def test_a_battery_lying_on_an_item_flags_the_item(tmp_path: Path) -> None:
     built = sim_station(tmp_path, workers=1)
     st = built.station
     st.swap_model(_CellOnItems(st._detector))  # type: ignore[arg-type]
     run(built)
+    flagged = [d for d in st.decisions if "lies on it" in d.detail]
+    assert flagged, "an item carrying a cell is decided with it, and carries its hazard"
+    assert all(d.hazard == "battery" and d.class_name not in load_taxonomy().battery_hazards for d in flagged)
+    alarms = {a.message for a in st.store.alarms() if a.kind == "hazard.battery"}
+    assert all(any(d.class_name in m for m in alarms) for d in flagged), "each flagged item gets the hazard alarm"
+    assert all(d.box[2] - d.box[0] > 30 for d in st.decisions), "no cell got a decision (and a command) of its own"
+
+
+def test_a_battery_seen_on_an_item_already_decided_raises_an_alarm_naming_it(tmp_path: Path) -> None:
+    built = sim_station(tmp_path, workers=1)
+    st = built.station
+    st.swap_model(_CellOnItems(st._detector, after=st.cfg.decision.line_x * st.cfg.simulator.width))  # type: ignore[arg-type]
+    run(built)
     on_item = [a for a in st.store.alarms() if a.kind == "hazard.battery.on_item"]
-    assert on_item, "a cell on the trailing end of an item crosses after it and must not be merged silently"
+    assert on_item, "a cell first seen after its item crossed must not be merged silently"
     decided = {d.item_id: d for d in st.decisions}
     for a in on_item:
         item = decided[a.item_id]  # the alarm names an item the station decided, without the battery

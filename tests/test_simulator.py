@@ -324,6 +324,7 @@ ACTS = [act("d0", 3.4, "metal"), act("d1", 2.8, "hazard"), act("d2", 4.8, "plast
 
 CASES: dict[str, tuple[list[Decision], list[Actuation], dict[str, float]]] = {
     "perfect": (PERFECT, ACTS, {"items": 3, "decided": 3, "missed": 0, "wrong_stream": 0, "stream_accuracy": 1.0,
+                                "hazards_missed": 0, "hazards_false": 0,
                                 "actuations": 3, "actuations_late": 0, "actuations_early": 0}),
     "missed": (PERFECT[:2], ACTS[:2], {"decided": 2, "missed": 1, "stream_accuracy": 2 / 3,
                                        "missed_rate": 1 / 3}),
@@ -334,6 +335,11 @@ CASES: dict[str, tuple[list[Decision], list[Actuation], dict[str, float]]] = {
     "hazard missed": ([PERFECT[0], dec("d1", 2.0, "battery", hazard=None), PERFECT[2]], ACTS,
                       {"hazards_missed": 1, "wrong_stream": 0}),
     "battery missed": ([PERFECT[0], PERFECT[2]], [ACTS[0], ACTS[2]], {"hazards_missed": 1, "missed": 1}),
+    # a bottle flagged as a battery (a cap the model calls one): its stream is right, but it goes to the hazard bin
+    "false hazard": ([*PERFECT[:2], dec("d2", 2.98, "plastic", y=150.0, hazard="battery")], ACTS,
+                     {"hazards_false": 1, "wrong_stream": 0, "hazards_missed": 0}),
+    "hazard doubt on a can": ([dec("d0", 1.0, "can", stream=Stream.MANUAL, hazard="battery"), *PERFECT[1:]], ACTS,
+                              {"hazards_false": 1, "wrong_stream": 1}),
     "wrong lane is false": ([*PERFECT, dec("d4", 1.0, "can", y=600.0)], ACTS, {"false_decisions": 1}),
     "too far in time": ([PERFECT[0], PERFECT[1], dec("d2", 3.5, "plastic", y=150.0)], ACTS,
                         {"missed": 1, "false_decisions": 1}),

@@ -30,6 +30,8 @@ class Scorecard:
     doubled: int
     wrong_stream: int
     hazards_missed: int
+    hazards_false: int
+    """Items flagged as a battery hazard (to the hazard bin, or to manual as a doubt) that carry none."""
     false_decisions: int
     actuations: int
     actuations_early: int
@@ -117,11 +119,13 @@ def score(truth: list[TruthItem], decisions: list[Decision], actuations: list[Ac
     correct = sum(1 for i, ds in matched.items() if ds and ds[0].stream is by_id[i].stream)
     hazards_missed = sum(1 for i, ds in matched.items() if by_id[i].hazard == "battery"
                          and (not ds or ds[0].hazard != "battery"))
+    hazards_false = sum(1 for i, ds in matched.items() if ds and ds[0].hazard == "battery"
+                        and by_id[i].hazard != "battery")
     n_act, early, late, errors = _timing(actuations, owner, distances, tolerance_s, ticks_to_time)
     items = len(counted)
     return Scorecard(
         items=items, decided=decided, missed=items - decided, doubled=doubled, wrong_stream=decided - correct,
-        hazards_missed=hazards_missed, false_decisions=false_decisions, actuations=n_act,
+        hazards_missed=hazards_missed, hazards_false=hazards_false, false_decisions=false_decisions, actuations=n_act,
         actuations_early=early, actuations_late=late,
         actuation_error_ms_p50=float(np.median(errors)) if errors else 0.0,
         actuation_error_ms_max=float(max(errors)) if errors else 0.0,
