@@ -73,11 +73,17 @@ def sim_render(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     width: int = 640, height: int = 640,
     sprites: Annotated[Path | None, typer.Option(help="Folder of class/*.png RGBA cut-outs.")] = None,
+    classes: Annotated[str | None, typer.Option(help="Only these taxonomy classes, comma-separated (e.g. "
+                                                     "metal,paper,battery); default: every class.")] = None,
 ) -> None:
     """Write simulator frames with exact YOLO labels."""
-    from station.simulator import render_dataset
+    from station.simulator import RenderError, render_dataset
 
-    summary = render_dataset(out, n, seed=seed, width=width, height=height, sprites=sprites)
+    wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    try:
+        summary = render_dataset(out, n, seed=seed, width=width, height=height, sprites=sprites, classes=wanted)
+    except RenderError as exc:
+        raise fail(f"sim render: {exc}") from None
     typer.echo(json.dumps(summary.to_dict()))
 
 

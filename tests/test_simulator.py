@@ -294,6 +294,25 @@ def test_render_dataset_rejects_unknown_classes(tmp_path: Path) -> None:
         render_dataset(tmp_path, 1, classes=["toaster"])
 
 
+@pytest.mark.parametrize(("classes", "code", "said"), [
+    ("metal, paper", 0, None),
+    ("metal,toaster", 2, "error: sim render: classes ['toaster'] are not in the taxonomy"),
+])
+def test_sim_render_cli_draws_only_the_classes_asked(tmp_path: Path, classes: str, code: int, said: str | None) -> None:
+    from typer.testing import CliRunner
+
+    from station.cli import app
+
+    result = CliRunner().invoke(app, ["sim", "render", "--out", str(tmp_path), "--n", "6", "--width", "320",
+                                      "--height", "192", "--classes", classes])
+    assert result.exit_code == code, result.output
+    if said is not None:
+        assert said in result.output and "Traceback" not in result.output
+        return
+    drawn = {int(line.split()[0]) for f in (tmp_path / "labels").glob("*.txt") for line in f.read_text().splitlines()}
+    assert drawn and drawn <= {TAX.index("metal"), TAX.index("paper")}
+
+
 # --- score ---------------------------------------------------------------------------------------------------
 
 DIST = {"electronics": 0.6, "plastic": 0.9, "metal": 1.2, "hazard": 0.4, "manual": 1.8, "residual": 2.1,
