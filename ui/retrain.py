@@ -270,10 +270,13 @@ def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy
     data, split = _eval_target(spec, None, info)
     report = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy,
                       hazard_rule=hazard_rule(spec))
-    beside = onnx.with_suffix(".pt")
-    found = beside if beside.is_file() else recover_checkpoint(spec, onnx, info, taxonomy)
-    checkpoint = {beside: "its checkpoint", None: "no checkpoint (fine-tuning the base weights)"}.get(
-        found, "a checkpoint recovered from its ONNX weights")
+    found: Path | None = onnx.with_suffix(".pt")
+    if found is not None and found.is_file():
+        checkpoint = "its checkpoint"
+    else:
+        found = recover_checkpoint(spec, onnx, info, taxonomy)
+        checkpoint = ("a checkpoint recovered from its ONNX weights" if found is not None
+                      else "no checkpoint (fine-tuning the base weights)")
     return Adoption(registry.adopt(onnx, model_card(onnx, report), report, weights=found, by=spec.by), checkpoint)
 
 
