@@ -270,9 +270,10 @@ def adopt_station_model(spec: RetrainSpec, info: DatasetInfo, taxonomy: Taxonomy
     data, split = _eval_target(spec, None, info)
     report = evaluate(onnx, data, split=split, conf=spec.conf, taxonomy=taxonomy,
                       hazard_rule=hazard_rule(spec))
-    found: Path | None = onnx.with_suffix(".pt")
-    if found is not None and found.is_file():
-        checkpoint = "its checkpoint"
+    beside = onnx.with_suffix(".pt")
+    found: Path | None
+    if beside.is_file():
+        found, checkpoint = beside, "its checkpoint"
     else:
         found = recover_checkpoint(spec, onnx, info, taxonomy)
         checkpoint = ("a checkpoint recovered from its ONNX weights" if found is not None
