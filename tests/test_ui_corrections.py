@@ -350,7 +350,11 @@ def test_hazard_ack_api_refuses_an_incomplete_checklist(served: Served, console:
         assert r.status_code == 422 and "not yet ticked" in r.json()["detail"]
         assert len(active_hazards(console)) == 1
         r = client.post(url, json={"container": "Q1", "steps": list(checklist("battery"))})
-        assert r.status_code == 200 and r.json()["handled_by"] == "operator"
+        assert r.status_code == 200
+        entry = r.json()
+        assert (entry["item_id"], entry["hazard_type"], entry["container"], entry["handled_by"]) == \
+            (seeded.ids["battery"], "battery", "Q1", "operator")
+        assert set(entry["checklist"]) == set(checklist("battery")) and all(entry["checklist"].values())
         assert client.post(url, json={"container": "Q1", "steps": list(checklist("battery"))}).status_code == 404
         assert seeded.ids["battery"] in client.get("/api/console/quarantine.csv").text
 

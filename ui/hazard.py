@@ -183,30 +183,20 @@ class AckIn(BaseModel):
     steps: list[str] = Field(description="The checklist steps ticked (all are needed).")
 
 
-class QuarantineOut(BaseModel):
-    id: str
-    item_id: str
-    hazard_type: str
-    container: str
-    handled_by: str
-    handled_at: float
-    checklist: dict[str, bool]
-
-
 def router(console: Console) -> APIRouter:
     r = APIRouter(tags=["console"])
     operate = Depends(console.auth.dependency(Perm.OPERATE))
     reader = Depends(console.auth.dependency(Perm.QUARANTINE_LOG))
 
-    @r.post("/api/console/hazards/{alarm_id}/ack", response_model=QuarantineOut)
-    def ack(alarm_id: str, body: AckIn, user: ConsoleUser = operate) -> QuarantineOut:
+    @r.post("/api/console/hazards/{alarm_id}/ack", response_model=QuarantineRecord)
+    def ack(alarm_id: str, body: AckIn, user: ConsoleUser = operate) -> QuarantineRecord:
         try:
             q = acknowledge(console, user, alarm_id, body.container, body.steps)
         except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
         except (ChecklistError, StoreError) as exc:
             raise HTTPException(422 if isinstance(exc, ChecklistError) else 409, str(exc)) from None
-        return QuarantineOut(**q.__dict__)
+        return q
 
     @r.get("/api/console/quarantine.csv", response_class=Response)
     def csv_log(user: ConsoleUser = reader) -> Response:
