@@ -221,8 +221,8 @@ def main() -> None:
                                 for _ in range(a.rounds)])
                  for name, path in export_variants(a.imgsz, ROOT / "var" / "bench" / "models")}
         print("\nstation with other models it may choose (not the same-model comparison):")
-        for name, r in extra.items():
-            print(f"  {name:28s} {r['fps']:7.1f} fps  rss {r['rss_mb']:.0f} MB")
+        for name, res in extra.items():
+            print(f"  {name:28s} {res['fps']:7.1f} fps  rss {res['rss_mb']:.0f} MB")
     print(json.dumps({"sortloop_fps": round(ours["fps"], 2), "ultralytics_fps": round(best, 2),
                       "ratio": round(ours["fps"] / best, 3), "p50_ms": latency["p50_ms"],
                       "p99_ms": latency["p99_ms"], "rss_mb": round(ours["rss_mb"], 1), "rounds": a.rounds}))
