@@ -135,6 +135,53 @@ def test_tiny_build(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
                                                                                          "crops"))
 
 
+def test_heldout_per_class_holds_out_the_same_train_crops_from_every_build(tmp_path: Path,
+                                                                            fake_shared: tuple[Path, Path]) -> None:
+    from training.sources import load_source_map, read_crop_source
+
+    root, maps = fake_shared
+    path = maps / "crops.yaml"
+    path.write_text(path.read_text() + "heldout_per_class: {battery: 2}\n")
+    smap = load_source_map(path, load_taxonomy())
+    train_cells = sorted((root / "datasets" / "crops" / "train" / "Cell").iterdir())
+    held = {train_cells[0], train_cells[3]}  # evenly spread over the 6 sorted files
+    for limit in (None, 2):  # a limited build holds out the same files and limits the rest
+        crops, _ = read_crop_source(smap, root, limit)
+        pools = {c.image_path: c.pool for c in crops}
+        assert {p for p in train_cells if pools.get(p) == "heldout"} == held
+        assert sum(pools.get(p) == "train" for p in train_cells) == (4 if limit is None else 2)
+        assert all(c.pool == "train" for c in crops if "/train/Board/" in str(c.image_path))  # other classes keep all
+
+    out = tmp_path / "ds"
+    m = build_dataset(out, shared_root=root, sources_dir=maps, seed=1, synth_n=10, sim_n=10, imgsz=160,
+                      fractions=(0.6, 0.2, 0.2), workers=1)
+    battery = {Path(p).resolve() for p in (out / m.lists["test_battery_crops"]).read_text().split()}
+    assert held <= battery and len(battery) == 3 + 2  # the val folder's three and the two held out
+    photos = {Path(p).resolve() for p in (out / m.lists["train_crop-photos"]).read_text().split()}
+    assert photos and not photos & held
+    origin = {c.path.resolve(): c.origin.resolve()
+              for c in CutoutReport.load(out / "work" / "cutouts" / "index.json").cutouts}
+    sprites = [origin[link.resolve()] for link in (out / "work" / "sprites" / "train").rglob("*.png")]
+    assert sprites and not set(sprites) & held
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("kind: boxes\nclasses: {A: battery}\nheldout_per_class: {battery: 5}", "for crop sources only"),
+    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {battery: 0}",
+     "at least 1"),
+    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {toaster: 5}",
+     "not in the taxonomy"),
+])
+def test_bad_heldout_per_class_is_refused(tmp_path: Path, body: str, match: str) -> None:
+    from training.sources import SourceError, load_source_map
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: x\npath: datasets/x\nlicence: l\nattribution: a\n{body}\n")
+    with pytest.raises(SourceError, match=match) as err:
+        load_source_map(path, load_taxonomy())
+    assert str(path) in str(err.value)
+
+
 def test_build_is_deterministic(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
     root, maps = fake_shared
     kw = {"shared_root": root, "sources_dir": maps, "seed": 3, "synth_n": 40, "sim_n": 12, "imgsz": 96}

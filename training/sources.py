@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 SOURCES_DIR = Path(__file__).resolve().parent.parent / "datasets" / "sources"
 DROP = "drop"
 T = TypeVar("T")
+Pool = Literal["train", "heldout", "split"]
+"""Where a crop folder's images may go: train scenes only, val/test only (evaluation), or either by group."""
 
 
 class SourceError(ValueError):
@@ -59,11 +61,16 @@ class SourceMap(BaseModel):
     classes: dict[str, str] = Field(description="Source label → taxonomy class, or 'drop'.")
     refine: dict[str, RefineRule] = Field(default_factory=dict,
                                           description="Coarse source labels refined by a teacher detector.")
-    folders: dict[str, Literal["train", "heldout", "split"]] = Field(
+    folders: dict[str, Pool] = Field(
         default_factory=dict, description="Crop sources: sub-folder → train (train scenes only), heldout "
         "(val/test scenes only) or split (by near-duplicate group).")
     overrides: dict[str, str] = Field(default_factory=dict,
                                       description="Per-file class (path relative to the source) or 'drop'.")
+    heldout_per_class: dict[str, int] = Field(
+        default_factory=dict, description="Crop sources: per taxonomy class, this many crops of its 'train' "
+        "folders held out as well (evaluation and val/test scenes only), evenly spread over the sorted file "
+        "names, so every build holds out the same files: a larger real test set than the source's own held-out "
+        "folder, at the cost of as many training crops.")
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceMap:
@@ -72,11 +79,16 @@ class SourceMap(BaseModel):
             raise ValueError(f"refine: labels {unknown} are not in classes; add them to classes first")
         if self.kind == "crops" and not self.folders:
             raise ValueError("crops source needs folders: {sub-folder: train|heldout|split}")
+        if self.heldout_per_class and self.kind != "crops":
+            raise ValueError("heldout_per_class is for crop sources only; a box source is split by group")
+        bad = sorted(c for c, n in self.heldout_per_class.items() if n < 1)
+        if bad:
+            raise ValueError(f"heldout_per_class: {bad} need a count of at least 1; remove a class to hold none out")
         return self
 
     def check(self, taxonomy: Taxonomy, origin: Path) -> None:
         """Every target class must be in the taxonomy (or be 'drop')."""
-        targets = set(self.classes.values()) | set(self.overrides.values())
+        targets = set(self.classes.values()) | set(self.overrides.values()) | set(self.heldout_per_class)
         for rule in self.refine.values():
             targets |= {rule.fallback, *rule.teacher_classes.values()}
         bad = sorted(t for t in targets if t != DROP and t not in taxonomy)
@@ -185,7 +197,7 @@ class Crop:
     image_path: Path
     class_name: str
     source: str
-    pool: Literal["train", "heldout", "split"]
+    pool: Pool
     group: str
 
 
@@ -201,13 +213,19 @@ def read_crop_source(smap: SourceMap, shared_root: Path, limit: int | None = Non
         if not base.is_dir():
             raise SourceError(f"source {smap.name}: folder {base} not found; fix 'folders' in its map")
         for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-            images, rest = spread_split(list_images(label_dir), limit)
-            for img, target in _crop_targets(images, label_dir.name, smap, root):
-                if target == DROP:
-                    stats.dropped[label_dir.name] += 1
-                    continue
-                stats.mapped[f"{label_dir.name} → {target}"] += 1
-                crops.append(Crop(img, target, smap.name, pool, _crop_group(img, smap, root)))
+            images = list_images(label_dir)
+            held: list[Path] = []
+            if pool == "train":  # chosen before the limit, so a limited build holds out the same files
+                held, images = spread_split(images, smap.heldout_per_class.get(smap.target(label_dir.name), 0))
+            images, rest = spread_split(images, limit)
+            chosen: list[tuple[Pool, list[Path]]] = [(pool, images), ("heldout", held)]
+            for crop_pool, paths in chosen:
+                for img, target in _crop_targets(paths, label_dir.name, smap, root):
+                    if target == DROP:
+                        stats.dropped[label_dir.name] += 1
+                        continue
+                    stats.mapped[f"{label_dir.name} → {target}"] += 1
+                    crops.append(Crop(img, target, smap.name, crop_pool, _crop_group(img, smap, root)))
             if left_out is not None:
                 left_out += [Crop(img, target, smap.name, pool, _crop_group(img, smap, root))
                              for img, target in _crop_targets(rest, label_dir.name, smap, root) if target != DROP]
