@@ -165,23 +165,6 @@ def test_heldout_per_class_holds_out_the_same_train_crops_from_every_build(tmp_p
     assert sprites and not set(sprites) & held
 
 
-@pytest.mark.parametrize(("body", "match"), [
-    ("kind: boxes\nclasses: {A: battery}\nheldout_per_class: {battery: 5}", "for crop sources only"),
-    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {battery: 0}",
-     "at least 1"),
-    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {toaster: 5}",
-     "not in the taxonomy"),
-])
-def test_bad_heldout_per_class_is_refused(tmp_path: Path, body: str, match: str) -> None:
-    from training.sources import SourceError, load_source_map
-
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"name: x\npath: datasets/x\nlicence: l\nattribution: a\n{body}\n")
-    with pytest.raises(SourceError, match=match) as err:
-        load_source_map(path, load_taxonomy())
-    assert str(path) in str(err.value)
-
-
 def test_build_is_deterministic(tmp_path: Path, fake_shared: tuple[Path, Path]) -> None:
     root, maps = fake_shared
     kw = {"shared_root": root, "sources_dir": maps, "seed": 3, "synth_n": 40, "sim_n": 12, "imgsz": 96}
@@ -227,16 +210,21 @@ def test_project_source_maps_are_valid() -> None:
 
 
 @pytest.mark.parametrize(("body", "match"), [
-    ("classes: {A: toaster}", "not in the taxonomy"),
-    ("classes: {A: battery}\ncolour: red", "Extra inputs are not permitted"),
-    ("classes: {A: battery}\nrefine: {B: {teacher: t.onnx, fallback: e_device, teacher_classes: {}}}",
+    ("kind: boxes\nclasses: {A: toaster}", "not in the taxonomy"),
+    ("kind: boxes\nclasses: {A: battery}\ncolour: red", "Extra inputs are not permitted"),
+    ("kind: boxes\nclasses: {A: battery}\nrefine: {B: {teacher: t.onnx, fallback: e_device, teacher_classes: {}}}",
      "not in classes"),
+    ("kind: boxes\nclasses: {A: battery}\nheldout_per_class: {battery: 5}", "for crop sources only"),
+    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {battery: 0}",
+     "at least 1"),
+    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {toaster: 5}",
+     "not in the taxonomy"),
 ])
 def test_bad_source_maps_name_the_file(tmp_path: Path, body: str, match: str) -> None:
     from training.sources import SourceError, load_source_map
 
     path = tmp_path / "bad.yaml"
-    path.write_text(f"name: x\npath: datasets/x\nkind: boxes\nlicence: l\nattribution: a\n{body}\n")
+    path.write_text(f"name: x\npath: datasets/x\nlicence: l\nattribution: a\n{body}\n")
     with pytest.raises(SourceError, match=match) as err:
         load_source_map(path, load_taxonomy())
     assert str(path) in str(err.value)
