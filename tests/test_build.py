@@ -217,8 +217,8 @@ def test_project_source_maps_are_valid() -> None:
     ("kind: boxes\nclasses: {A: battery}\nheldout_per_class: {battery: 5}", "for crop sources only"),
     ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {battery: 0}",
      "at least 1"),
-    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {toaster: 5}",
-     "not in the taxonomy"),
+    ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {phone: 5}",
+     "no class this source maps to"),
 ])
 def test_bad_source_maps_name_the_file(tmp_path: Path, body: str, match: str) -> None:
     from training.sources import SourceError, load_source_map

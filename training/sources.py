@@ -84,11 +84,15 @@ class SourceMap(BaseModel):
         bad = sorted(c for c, n in self.heldout_per_class.items() if n < 1)
         if bad:
             raise ValueError(f"heldout_per_class: {bad} need a count of at least 1; remove a class to hold none out")
+        unmapped = sorted(set(self.heldout_per_class) - set(self.classes.values()))
+        if unmapped:
+            raise ValueError(f"heldout_per_class: {unmapped} are no class this source maps to; use one of "
+                             f"{sorted(set(self.classes.values()) - {DROP})}")
         return self
 
     def check(self, taxonomy: Taxonomy, origin: Path) -> None:
         """Every target class must be in the taxonomy (or be 'drop')."""
-        targets = set(self.classes.values()) | set(self.overrides.values()) | set(self.heldout_per_class)
+        targets = set(self.classes.values()) | set(self.overrides.values())
         for rule in self.refine.values():
             targets |= {rule.fallback, *rule.teacher_classes.values()}
         bad = sorted(t for t in targets if t != DROP and t not in taxonomy)
