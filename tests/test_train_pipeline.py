@@ -377,7 +377,7 @@ def test_a_time_budget_reaches_ultralytics(time_hours: float | None, expected: o
 
 @pytest.mark.parametrize(("warmup_epochs", "expected"), [(None, 3.0), (0, 0.0), (1.5, 1.5), (-1, "error")])
 def test_the_warm_up_reaches_ultralytics(warmup_epochs: float | None, expected: object) -> None:
-    """A fine-tune of a trained model at a low lr0 skips the warm-up (its bias rate starts at 0.1)."""
+    """The warm-up length, 0 for none, reaches Ultralytics as given; a negative one is refused."""
     from pydantic import ValidationError
 
     from training.train import _train_args

@@ -87,9 +87,9 @@ class TrainConfig(BaseModel):
         "auto", description="Optimizer; 'auto' chooses by iteration count and ignores lr0.")
     lr0: float = Field(0.01, gt=0, description="Initial learning rate (used unless optimizer is 'auto').")
     cos_lr: bool = Field(False, description="Cosine learning-rate schedule instead of linear.")
-    warmup_epochs: float = Field(3.0, ge=0, description="Warm-up epochs (learning rate ramped up, bias rate "
-                                 "ramped down from 0.1); 0 for none, as suits a fine-tune of an already trained "
-                                 "model at a low lr0.")
+    warmup_epochs: float = Field(3.0, ge=0, description="Warm-up epochs: the learning rate ramped up from 0 (the "
+                                 "bias rate down from 0.1 with a named optimizer; with 'auto' it starts at 0 "
+                                 "too); 0 starts at lr0.")
     mosaic: float = Field(1.0, ge=0, le=1, description="Probability of 4-image mosaic augmentation.")
     close_mosaic: int = Field(10, ge=0, description="Turn mosaic off for the last N epochs.")
     mixup: float = Field(0.0, ge=0, le=1, description="Probability of mixup augmentation.")
