@@ -227,6 +227,39 @@ def test_a_part_inside_an_item_is_decided_with_the_item(small, ahead: float, dec
     assert ("lies on it" in decisions[0].detail) == (decided[1] is not None)
 
 
+@pytest.mark.parametrize(("item", "part", "ahead", "decided"), [
+    # the model boxes a cable whole and, on some frames, its plug end apart (104 × 84 at the leading end of
+    # 240 × 90, area 2.6 times smaller; seen on the simulator): one item, timed from the whole cable
+    ((240, 90, scores(cable=0.9)), (104, 84, scores(cable=0.6)), 68.0, ("cable", None)),
+    # a tub boxed whole and, later in its track, by its front two thirds (2.2 times smaller)
+    ((300, 214, scores(plastic=0.9)), (180, 160, scores(plastic=0.7)), 60.0, ("plastic", None)),
+    # a cell at the leading edge of a tub, three quarters of its box inside the tub's: the tub carries it
+    ((250, 180, scores(plastic=0.9)), (28, 34, scores(battery=0.8)), 118.0, ("plastic", "battery")),
+])
+def test_a_partial_box_of_an_item_is_decided_with_the_item(item, part, ahead: float, decided) -> None:
+    # the partial box leads, so its centre crosses first; deciding it would fire the ejector early by
+    # ahead / speed (0.12 to 0.24 s) and the whole item would then merge into it as a fragment
+    tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": item[:2], "scores": item[2]},
+              {"id": 2, "x0": ahead, "y": 300, "first": 20, "size": part[:2], "scores": part[2]}]
+    decisions, line = run(tracks)
+    assert [(d.class_name, d.hazard, d.track_id) for d in decisions] == [(*decided, 1)]
+    assert decisions[0].crossed_at == pytest.approx(W / 2 / SPEED, abs=1e-6)
+    assert line.merged == 1
+
+
+@pytest.mark.parametrize(("size", "ahead"), [
+    ((80, 60), 150.0),  # two thirds of its box outside the tub's (overlap 0.31)
+    ((24, 24), 111.0),  # a cell more than half outside (overlap 0.45)
+])
+def test_a_box_mostly_outside_another_is_not_its_part(size, ahead: float) -> None:
+    # a small item touching a larger one at its leading edge is its own item: two decisions
+    tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (220, 150), "scores": scores(plastic=0.9)},
+              {"id": 2, "x0": ahead, "y": 300, "size": size, "scores": scores(can=0.9)}]
+    decisions, line = run(tracks)
+    assert sorted(d.class_name for d in decisions) == ["can", "plastic"]
+    assert line.merged == 0
+
+
 def test_a_part_whose_item_is_lost_waits_for_the_item() -> None:
     # the coin cell leads and crosses first (frame 33); the rag's track is lost from frame 35, before its
     # centre reaches the line, and is decided from its prediction: the cell waits for it all the same
