@@ -171,6 +171,16 @@ class DecisionLine:
                  and _is_part(tr.box, h.box)]
         return max(hosts, key=lambda h: _area(h.box), default=None)
 
+    def _heir_of(self, lost: _Track, frame: Frame, belt: BeltSpeed) -> _Track | None:
+        """An undecided track seen in this frame, not a part of the lost one, whose box holds at least half of
+        where the lost track's box is now (its last box moved on with the belt): the same item, tracked anew."""
+        shift = belt.px_per_s * (frame.timestamp - lost.t)
+        moved = (lost.box[0] + shift, lost.box[1], lost.box[2] + shift, lost.box[3])
+        heirs = [h for h in self._tracks.values() if h is not lost and not h.decided and h.last_frame == frame.index
+                 and h.part_of != lost.track_id and not _is_part(h.box, moved)
+                 and overlap_of_smaller(moved, h.box) >= 0.5]
+        return max(heirs, key=lambda h: _area(h.box), default=None)
+
     def _take_parts(self, tr: _Track, frame_index: int) -> list[_Track]:
         """The undecided tracks that are parts of ``tr`` (waiting for it, or inside it in this frame), now
         decided with it."""
@@ -241,6 +251,17 @@ class DecisionLine:
                 continue
             t_cross, k = _crossing(tr, line, belt)
             if t_cross + self._cfg.lost_grace_s <= frame.timestamp and tr.observations > 0:
+                if (heir := self._heir_of(tr, frame, belt)) is not None:
+                    # the item is still in view under another track (the tracker lost it and started anew,
+                    # often while it entered the view cut by the edge): that track, seen whole and now, times
+                    # it; deciding this one from its prediction would time the ejector from a stale or cut box
+                    heir.votes += tr.votes
+                    heir.observations += tr.observations
+                    self.merged += 1
+                    del self._tracks[tid]
+                    log.debug("lost track %d handed to track %d, which holds its predicted box", tid,
+                              heir.track_id)
+                    continue
                 out.append(_Crossing(tr, t_cross, k, None, predicted=True))
             elif gap > self._history_s:
                 del self._tracks[tid]

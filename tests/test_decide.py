@@ -270,6 +270,23 @@ def test_a_part_whose_item_is_lost_waits_for_the_item() -> None:
     assert "decided from prediction" in decisions[0].detail and line.merged == 1
 
 
+def test_an_item_tracked_anew_after_its_first_looks_is_timed_by_the_new_track() -> None:
+    # a monitor entering the view is boxed by its cut leading edge for two frames, then lost, and tracked
+    # anew (seen on the simulator). The first track's prediction, from the centre of the cut box, says it
+    # crossed 0.4 s early, more than the grace for a lost track; the new track holds where that box is now,
+    # so it takes its votes and times the item
+    def item_box(k: int) -> list[float]:
+        x = -180.0 + SPEED * k / FPS
+        return [max(0.0, x - 220), 250.0, x + 220, 450.0]
+    tracks = [{"id": 1, "x0": 0.0, "y": 300, "last": 1, "box": [0.0, 260.0, 40.0, 440.0],
+               "scores": scores(laptop=0.6)},
+              {"id": 2, "x0": 0.0, "y": 350, "first": 4, "box": item_box, "scores": scores(monitor=0.8)}]
+    decisions, line = run(tracks)
+    assert [(d.track_id, d.class_name, d.reason) for d in decisions] == [(2, "monitor", Reason.OK)]
+    assert decisions[0].crossed_at == pytest.approx((W / 2 + 180.0) / SPEED, abs=0.02)
+    assert decisions[0].votes["laptop"] == pytest.approx(1.2, abs=1e-3) and line.merged == 1
+
+
 def test_a_small_item_beside_a_larger_one_is_its_own_item() -> None:
     # a coin cell next to (not on) a rag: two items, two decisions
     tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (300, 200), "scores": scores(textile=0.9)},
