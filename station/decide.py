@@ -171,12 +171,10 @@ class DecisionLine:
                  and _is_part(tr.box, h.box)]
         return max(hosts, key=lambda h: _area(h.box), default=None)
 
-    def _heir_of(self, lost: _Track, frame: Frame, belt: BeltSpeed) -> _Track | None:
+    def _heir_of(self, lost: _Track, moved: tuple[float, float, float, float], frame_index: int) -> _Track | None:
         """An undecided track seen in this frame, not a part of the lost one, whose box holds at least half of
-        where the lost track's box is now (its last box moved on with the belt): the same item, tracked anew."""
-        shift = belt.px_per_s * (frame.timestamp - lost.t)
-        moved = (lost.box[0] + shift, lost.box[1], lost.box[2] + shift, lost.box[3])
-        heirs = [h for h in self._tracks.values() if h is not lost and not h.decided and h.last_frame == frame.index
+        ``moved``, where the lost track's box is now: the same item tracked anew, or an item it lies on."""
+        heirs = [h for h in self._tracks.values() if h is not lost and not h.decided and h.last_frame == frame_index
                  and h.part_of != lost.track_id and not _is_part(h.box, moved)
                  and overlap_of_smaller(moved, h.box) >= 0.5]
         return max(heirs, key=lambda h: _area(h.box), default=None)
@@ -251,10 +249,16 @@ class DecisionLine:
                 continue
             t_cross, k = _crossing(tr, line, belt)
             if t_cross + self._cfg.lost_grace_s <= frame.timestamp and tr.observations > 0:
-                if (heir := self._heir_of(tr, frame, belt)) is not None:
+                moved = _moved(tr, frame, belt)
+                heir = self._heir_of(tr, moved, frame.index)
+                if heir is not None and _is_part(moved, heir.box):
+                    tr.part_of = heir.track_id  # it lies on a larger item in view: decided with that one
+                    continue
+                if heir is not None and self._own_hazard(tr) is None:
                     # the item is still in view under another track (the tracker lost it and started anew,
-                    # often while it entered the view cut by the edge): that track, seen whole and now, times
-                    # it; deciding this one from its prediction would time the ejector from a stale or cut box
+                    # often while it entered the view cut by the edge): that track, seen now, times it;
+                    # deciding this one from its prediction would time the ejector from a stale or cut box.
+                    # (A hazard of its own is not handed on to be outvoted: it is decided as before.)
                     heir.votes += tr.votes
                     heir.observations += tr.observations
                     self.merged += 1
@@ -362,6 +366,12 @@ def _crossing(tr: _Track, line: float, belt: BeltSpeed) -> tuple[float, int | No
     times = [t + (line - x) / v for t, x, _ in tr.hist]
     ticks = [k + (line - x) / v * tps for _, x, k in tr.hist if k is not None]
     return float(np.mean(times)), round(float(np.mean(ticks))) if ticks else None
+
+
+def _moved(tr: _Track, frame: Frame, belt: BeltSpeed) -> tuple[float, float, float, float]:
+    """Where the track's last box is in ``frame``: items lie still on the belt, which moves them on."""
+    shift = belt.px_per_s * (frame.timestamp - tr.t)
+    return (tr.box[0] + shift, tr.box[1], tr.box[2] + shift, tr.box[3])
 
 
 def _area(box: tuple[float, float, float, float]) -> float:
