@@ -312,6 +312,17 @@ def test_a_cell_lost_on_a_large_item_before_it_crosses_is_decided_with_the_item(
     assert "lies on it" in decisions[0].detail and line.merged == 1
 
 
+def test_a_lost_battery_is_not_handed_to_the_item_it_overlaps_to_be_outvoted() -> None:
+    # a battery seen whole for 5 looks, then lost, 80 % inside the box of a can under twice its size (no
+    # part of it): were its votes handed to the can, 4.0 battery against 36 can would not even be a doubt and
+    # the battery would ride to the metal bin. It is decided from its prediction, a hazard
+    tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (180, 100), "scores": scores(can=0.9)},
+              {"id": 2, "x0": 60.0, "y": 300, "size": (100, 100), "last": 4, "scores": scores(battery=0.8)}]
+    decisions, line = run(tracks, cfg=DecisionConfig(lost_grace_s=0.0))
+    assert [(d.track_id, d.class_name, d.hazard) for d in decisions] == [(2, "battery", "battery")]
+    assert "decided from prediction" in decisions[0].detail
+
+
 def test_a_small_item_beside_a_larger_one_is_its_own_item() -> None:
     # a coin cell next to (not on) a rag: two items, two decisions
     tracks = [{"id": 1, "x0": 0.0, "y": 300, "size": (300, 200), "scores": scores(textile=0.9)},
