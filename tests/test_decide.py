@@ -320,7 +320,7 @@ def test_a_lost_battery_is_not_handed_to_the_item_it_overlaps_to_be_outvoted() -
               {"id": 2, "x0": 60.0, "y": 300, "size": (100, 100), "last": 4, "scores": scores(battery=0.8)}]
     decisions, line = run(tracks, cfg=DecisionConfig(lost_grace_s=0.0))
     assert [(d.track_id, d.class_name, d.hazard) for d in decisions] == [(2, "battery", "battery")]
-    assert "decided from prediction" in decisions[0].detail
+    assert "decided from prediction" in decisions[0].detail and line.merged == 1  # the can, as a fragment
 
 
 def test_a_small_item_beside_a_larger_one_is_its_own_item() -> None:
