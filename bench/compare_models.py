@@ -22,6 +22,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from station.config import StationConfig  # noqa: E402
-from station.runtime import build_station, scorecard  # noqa: E402
+from station.runtime import Built, build_station, scorecard  # noqa: E402
 from training.evaluate import HazardRule, evaluate  # noqa: E402
 
 DEFAULT_LISTS = ["test_battery_crops", "test_phone_crops", "test_crops", "test_trashnetpp", "test_ewaste-devices"]
@@ -45,9 +47,12 @@ def photo_figures(model: Path, data: Path, conf: float) -> dict[str, float | int
             "hazards_flagged": flagged}
 
 
-def sim_figures(model: Path, seed: int, frames: int) -> dict[str, float | int]:
-    """The headless station on the simulator (every frame processed, as the acceptance test runs it)."""
-    with tempfile.TemporaryDirectory(prefix="sortloop-compare-") as tmp:
+@contextmanager
+def simulated(model: Path, seed: int, frames: int) -> Iterator[tuple[Built, float]]:
+    """The headless station run to the end of ``frames`` simulator frames (every frame processed, as the
+    acceptance test runs it), its decisions kept, and its last frame's time; its store lives until the block
+    ends."""
+    with tempfile.TemporaryDirectory(prefix="sortloop-sim-") as tmp:
         cfg = StationConfig.model_validate({
             "source": {"kind": "simulator", "realtime": False, "max_frames": frames},
             "simulator": {"seed": seed},
@@ -61,7 +66,13 @@ def sim_figures(model: Path, seed: int, frames: int) -> dict[str, float | int]:
         if last is None or last.index != frames - 1:
             raise SystemExit(f"error: {model} on seed {seed}: the station stopped before frame {frames - 1}; "
                              "see the log above")
-        card = scorecard(built, last.timestamp).to_dict()
+        yield built, last.timestamp
+
+
+def sim_figures(model: Path, seed: int, frames: int) -> dict[str, float | int]:
+    """The simulator's scorecard of the headless station on one seed."""
+    with simulated(model, seed, frames) as (built, end):
+        card = scorecard(built, end).to_dict()
     return {k: card[k] for k in SIM_FIGURES}
 
 

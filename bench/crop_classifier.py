@@ -31,14 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from station.config import DecisionConfig, StationConfig  # noqa: E402
-from station.decide import DecisionLine, _Track  # noqa: E402
-from station.runtime import build_station  # noqa: E402
+from compare_models import simulated  # noqa: E402
+
+from station.config import DecisionConfig  # noqa: E402
+from station.decide import DecisionLine, _Track, padded_crop  # noqa: E402
 from station.simulator import match_truth, render_dataset  # noqa: E402
 from station.taxonomy import load_taxonomy  # noqa: E402
 
@@ -58,7 +61,7 @@ def crop_boxes(images: Path, labels: Path, out: Path, names: list[str], tag: str
         rows = [r.split() for r in label.read_text().splitlines() if r.strip()] if label.is_file() else []
         if not rows:
             continue
-        img = cv2.imread(str(img_path))
+        img: npt.NDArray[np.uint8] | None = cv2.imread(str(img_path))  # type: ignore[assignment]
         if img is None:
             raise SystemExit(f"image {img_path} cannot be read; rebuild the dataset")
         h, w = img.shape[:2]
@@ -67,16 +70,15 @@ def crop_boxes(images: Path, labels: Path, out: Path, names: list[str], tag: str
             bw, bh = bw * w, bh * h
             if max(bw, bh) < MIN_PX:
                 continue
-            x0, x1 = int(max(0, x * w - bw / 2 - PAD * bw)), int(min(w, x * w + bw / 2 + PAD * bw))
-            y0, y1 = int(max(0, y * h - bh / 2 - PAD * bh)), int(min(h, y * h + bh / 2 + PAD * bh))
-            crop = img[y0:y1, x0:x1]
+            crop = padded_crop(img, (x * w - bw / 2, y * h - bh / 2, x * w + bw / 2, y * h + bh / 2), PAD)
+            if crop is None:
+                continue
             s = SIDE / max(crop.shape[:2])
-            if s < 1:
-                crop = cv2.resize(crop, (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))),
-                                  interpolation=cv2.INTER_AREA)
+            size = (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s)))
+            small = crop if s >= 1 else cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
             folder = out / names[c]
             folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{tag}_{img_path.stem}_{i}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            cv2.imwrite(str(folder / f"{tag}_{img_path.stem}_{i}.jpg"), small, [cv2.IMWRITE_JPEG_QUALITY, 90])
             n += 1
     return n
 
@@ -104,18 +106,9 @@ def train(data: Path, project: Path, epochs: int, imgsz: int, base: Path) -> Pat
     return project / "crops" / "weights" / "best.pt"
 
 
-def station_decisions(seed: int, frames: int, model: str) -> list[dict[str, Any]]:
+def station_decisions(seed: int, frames: int, model: Path) -> list[dict[str, Any]]:
     """The headless station's matched decisions on one simulator seed: votes, crop, truth."""
-    with tempfile.TemporaryDirectory(prefix="sortloop-fuse-") as tmp:
-        cfg = StationConfig.model_validate({
-            "source": {"kind": "simulator", "realtime": False, "max_frames": frames},
-            "simulator": {"seed": seed},
-            "model": {"path": model, "watch_registry": False},
-            "store": {"url": f"sqlite:///{tmp}/station.db", "evidence_dir": f"{tmp}/evidence"},
-        })
-        built = build_station(cfg, keep_results=True)
-        built.station.start()
-        built.station.wait(3600)
+    with simulated(model, seed, frames) as (built, _):
         truth = built.station.source.sim.truth  # type: ignore[attr-defined]
         out = []
         for d in built.station.decisions:
@@ -126,7 +119,7 @@ def station_decisions(seed: int, frames: int, model: str) -> list[dict[str, Any]
         return out
 
 
-def fuse(weights: Path, seeds: list[int], frames: int, model: str, imgsz: int) -> dict[str, Any]:
+def fuse(weights: Path, seeds: list[int], frames: int, model: Path, imgsz: int) -> dict[str, Any]:
     from ultralytics import YOLO
 
     tax = load_taxonomy()
@@ -171,7 +164,7 @@ def main() -> None:
     f.add_argument("weights", type=Path)
     f.add_argument("--seeds", default="3,8")
     f.add_argument("--frames", type=int, default=9000)
-    f.add_argument("--model", default=str(ROOT / "models" / "sortloop-default.onnx"))
+    f.add_argument("--model", type=Path, default=ROOT / "models" / "sortloop-default.onnx")
     f.add_argument("--imgsz", type=int, default=SIDE)
     a = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)

@@ -384,13 +384,17 @@ def _is_part(small: tuple[float, float, float, float], big: tuple[float, float, 
 
 
 def _crop(frame: Frame | None, box: tuple[float, float, float, float], pad: float) -> npt.NDArray[np.uint8] | None:
-    if frame is None:
-        return None
+    return None if frame is None else padded_crop(frame.image, box, pad)
+
+
+def padded_crop(image: npt.NDArray[np.uint8], box: tuple[float, float, float, float],
+                pad: float) -> npt.NDArray[np.uint8] | None:
+    """The evidence crop: ``box`` (xyxy) grown by ``pad`` of its size on each side, clipped to the image."""
     x1, y1, x2, y2 = box
     px, py = (x2 - x1) * pad, (y2 - y1) * pad
-    h, w = frame.image.shape[:2]
+    h, w = image.shape[:2]
     a, b = max(int(x1 - px), 0), max(int(y1 - py), 0)
     c, d = min(int(x2 + px), w), min(int(y2 + py), h)
     if c <= a or d <= b:
         return None
-    return np.ascontiguousarray(frame.image[b:d, a:c])
+    return np.ascontiguousarray(image[b:d, a:c])
