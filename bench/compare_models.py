@@ -48,15 +48,16 @@ def photo_figures(model: Path, data: Path, conf: float) -> dict[str, float | int
 
 
 @contextmanager
-def simulated(model: Path, seed: int, frames: int) -> Iterator[tuple[Built, float]]:
+def simulated(model: Path, seed: int, frames: int, classifier: Path | None = None) -> Iterator[tuple[Built, float]]:
     """The headless station run to the end of ``frames`` simulator frames (every frame processed, as the
     acceptance test runs it), its decisions kept, and its last frame's time; its store lives until the block
-    ends."""
+    ends. ``classifier``: the crop classifier's second look (none: the track vote alone)."""
     with tempfile.TemporaryDirectory(prefix="sortloop-sim-") as tmp:
         cfg = StationConfig.model_validate({
             "source": {"kind": "simulator", "realtime": False, "max_frames": frames},
             "simulator": {"seed": seed},
-            "model": {"path": str(model), "watch_registry": False},
+            "model": {"path": str(model), "watch_registry": False,
+                      "classifier": None if classifier is None else str(classifier)},
             "store": {"url": f"sqlite:///{tmp}/station.db", "evidence_dir": f"{tmp}/evidence"},
         })
         built = build_station(cfg, keep_results=True)
@@ -69,9 +70,9 @@ def simulated(model: Path, seed: int, frames: int) -> Iterator[tuple[Built, floa
         yield built, last.timestamp
 
 
-def sim_figures(model: Path, seed: int, frames: int) -> dict[str, float | int]:
+def sim_figures(model: Path, seed: int, frames: int, classifier: Path | None = None) -> dict[str, float | int]:
     """The simulator's scorecard of the headless station on one seed."""
-    with simulated(model, seed, frames) as (built, end):
+    with simulated(model, seed, frames, classifier) as (built, end):
         card = scorecard(built, end).to_dict()
     return {k: card[k] for k in SIM_FIGURES}
 
@@ -103,6 +104,9 @@ def main() -> None:
                     "model.hazard_confidence, as the model card counts 'station rule' flags)")
     ap.add_argument("--seeds", default="3,8", help="simulator seeds, comma-separated ('' for none)")
     ap.add_argument("--frames", type=int, default=9000, help="frames per simulator run (the acceptance test: 9000)")
+    ap.add_argument("--classifier", type=Path, default=None,
+                    help="crop classifier (model.classifier) for every model's simulator runs; the photo figures "
+                    "are the detector's alone (default: none, the track vote alone)")
     args = ap.parse_args()
     logging.getLogger("station").setLevel(logging.ERROR)  # the runs' hazard alarms are not this table's news
     missing = [str(m) for m in args.models if not m.is_file()]
@@ -118,7 +122,7 @@ def main() -> None:
         for data in lists:
             res[f"photos:{data.stem}"] = photo_figures(m, data, args.conf)
         for seed in seeds:
-            res[f"sim:{seed}"] = dict(sim_figures(m, seed, args.frames))
+            res[f"sim:{seed}"] = dict(sim_figures(m, seed, args.frames, args.classifier))
         print(f"{m}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     names = [m.name if len({x.name for x in args.models}) == len(args.models) else str(m) for m in args.models]
@@ -138,7 +142,8 @@ def main() -> None:
             v = r[fig]
             cells.append(f"{_cell(v)} / {r['hazard_items']}" if fig == "hazards_flagged" else _cell(v))
         print(f"| {label} | " + " | ".join(cells) + " |")
-    print(json.dumps({"conf": args.conf, "frames": args.frames, "seeds": seeds, "results": results}))
+    print(json.dumps({"conf": args.conf, "frames": args.frames, "seeds": seeds,
+                      "classifier": None if args.classifier is None else str(args.classifier), "results": results}))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,28 @@
-"""Would a second-stage crop classifier fused into the track vote decide streams better? An experiment.
+"""The crop classifier (the station's second look, ``model.classifier``): its crops, training, export, and
+whether fusing it into the track vote decides streams better.
 
 The station decides an item from the detector's class scores summed over its track (about 40 looks at
 the belt frame scaled to the model's input). A classifier run once per decision on the item's evidence crop
-(cut from the full-resolution frame) sees it larger. This measures that idea before it is built into the
-runtime, in three steps:
+(cut from the full-resolution frame) sees it larger. Four steps:
 
     .venv/bin/python bench/crop_classifier.py crops data/sortloop /tmp/cls/ds --renders 1200
     .venv/bin/python bench/crop_classifier.py train /tmp/cls/ds /tmp/cls/runs --epochs 12 --imgsz 128
-    .venv/bin/python bench/crop_classifier.py fuse /tmp/cls/runs/crops/weights/best.pt --seeds 3,5,8
+    .venv/bin/python bench/crop_classifier.py export /tmp/cls/runs/crops/weights/best.pt \
+        models/sortloop-crops.onnx --version sortloop-crops-1 --check /tmp/cls/ds/val
+    .venv/bin/python bench/crop_classifier.py fuse models/sortloop-crops.onnx --seeds 3,8
 
 ``crops``: every labelled box of a dataset build's train and val splits, padded as the station pads its
 evidence crops, plus boxes of full-scale simulator renders (1280 × 720, seeds 77 and 78, not the simulator
 seeds the station is scored on), into an Ultralytics classification folder. ``train``: a YOLO11n-cls from
-the COCO detection checkpoint's backbone. ``fuse``: the headless station on simulator seeds with the
-shipped detector; each decision is re-decided with the station's own rule (``DecisionLine``: hazard
-doubt, minimum vote share) from the track's vote shares fused with the classifier's probabilities on the
-decision's crop (arithmetic mean, geometric mean); it prints stream accuracy over matched decisions per
-fusion and one JSON line.
+the COCO detection checkpoint's backbone. ``export``: ONNX at the trained size with our
+metadata (version, taxonomy digest, validation top-1), checked against the checkpoint on the validation
+crops (Ultralytics' predict against the station's ``CropClassifier``). ``fuse``: the headless station (track
+vote alone) on simulator seeds with the shipped detector; each decision is re-decided with the station's own
+rule (``DecisionLine.classify``: hazard doubt, minimum vote share) from the track's vote shares, the
+classifier's probabilities on the decision's crop, their arithmetic mean and their geometric mean (the
+station's ``fuse_second_look``); it prints stream accuracy over matched decisions per fusion and one JSON
+line. A ``.onnx`` classifier runs through the station's ``CropClassifier``, a ``.pt`` through Ultralytics.
+The station's own scorecard with the classifier in place: ``bench/compare_models.py --classifier``.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from compare_models import simulated  # noqa: E402
 
+from station.classify import CropClassifier  # noqa: E402
 from station.config import DecisionConfig  # noqa: E402
-from station.decide import DecisionLine, _Track, padded_crop  # noqa: E402
+from station.decide import DecisionLine, fuse_second_look, padded_crop  # noqa: E402
 from station.simulator import match_truth, render_dataset  # noqa: E402
 from station.taxonomy import load_taxonomy  # noqa: E402
 
@@ -97,12 +104,14 @@ def make_crops(build: Path, out: Path, renders: int) -> dict[str, int]:
     return counts
 
 
-def train(data: Path, project: Path, epochs: int, imgsz: int, base: Path) -> Path:
+def train(data: Path, project: Path, epochs: int, imgsz: int, base: Path, hours: float | None = None) -> Path:
+    """A YOLO11n-cls from the detection checkpoint's backbone; ``hours``: a wall-clock budget instead of
+    ``epochs`` (Ultralytics fits the epoch count and its learning-rate schedule to it)."""
     from ultralytics import YOLO
 
     model = YOLO("yolo11n-cls.yaml").load(str(base))
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=64, workers=2, device="cpu", project=str(project),
-                name="crops", plots=False, seed=0, exist_ok=True, amp=False)
+                name="crops", plots=False, seed=0, exist_ok=True, amp=False, **({"time": hours} if hours else {}))
     return project / "crops" / "weights" / "best.pt"
 
 
@@ -119,31 +128,88 @@ def station_decisions(seed: int, frames: int, model: Path) -> list[dict[str, Any
         return out
 
 
-def fuse(weights: Path, seeds: list[int], frames: int, model: Path, imgsz: int) -> dict[str, Any]:
+def classifier_probs(weights: Path, crops: list[npt.NDArray[np.uint8]], imgsz: int) -> npt.NDArray[np.float64]:
+    """Class probabilities in taxonomy order: the station's CropClassifier for .onnx, Ultralytics for .pt."""
+    tax = load_taxonomy()
+    if weights.suffix == ".onnx":
+        clf = CropClassifier(weights, taxonomy=tax)
+        return np.array([clf(c) for c in crops])
     from ultralytics import YOLO
 
+    model = YOLO(str(weights), task="classify")
+    order = [list(model.names.values()).index(n) for n in tax.names]
+    preds: Any = model.predict(crops, imgsz=imgsz, verbose=False)
+    return np.array([r.probs.data.cpu().numpy()[order] for r in preds], np.float64)
+
+
+def fuse(weights: Path, seeds: list[int], frames: int, model: Path, imgsz: int) -> dict[str, Any]:
     tax = load_taxonomy()
-    clf = YOLO(str(weights), task="classify")
-    order = [list(clf.names.values()).index(n) for n in tax.names]
     line = DecisionLine(DecisionConfig(), tax, station_id="bench")
     result: dict[str, Any] = {}
     for seed in seeds:
         rows = station_decisions(seed, frames, model)
-        preds: Any = clf.predict([row["crop"] for row in rows], imgsz=imgsz, verbose=False)
-        probs = np.array([r.probs.data.cpu().numpy()[order] for r in preds])
+        probs = classifier_probs(weights, [row["crop"] for row in rows], imgsz)
         right = dict.fromkeys(FUSIONS, 0)
         for row, p in zip(rows, probs, strict=True):
             v = np.array([row["votes"].get(n, 0.0) for n in tax.names], np.float64)
             v /= max(v.sum(), 1e-9)
-            fused = {"track": v, "classifier": p, "mean": (v + p) / 2, "geometric": np.sqrt((v + 1e-3) * (p + 1e-3))}
+            fused = {"track": v, "classifier": p, "mean": (v + p) / 2, "geometric": fuse_second_look(v, p)}
             for name, dist in fused.items():
                 # the station's rule, on the fused shares weighted as many looks as the track had
-                tr = _Track(0, dist / dist.sum() * row["obs"], observations=row["obs"])
-                stream = line._classify(tr)[1]
+                stream = line.classify(dist / dist.sum() * row["obs"], row["obs"]).stream
                 right[name] += stream.value == row["truth"]
         result[str(seed)] = {"decisions": len(rows), **{k: round(v / len(rows), 3) for k, v in right.items()}}
         print(f"seed {seed}: {len(rows)} decisions  " + "  ".join(f"{k} {result[str(seed)][k]:.3f}" for k in FUSIONS),
               flush=True)
+    return result
+
+
+def export(weights: Path, out: Path, version: str, check: Path | None) -> dict[str, Any]:
+    """``weights`` → ONNX at its trained size with our metadata; with ``check`` (a folder of class folders of
+    crops), top-1 of the export through the station's CropClassifier and its agreement with the checkpoint."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    from training.export import write_metadata
+
+    tax = load_taxonomy()
+    model = YOLO(str(weights), task="classify")
+    names = list(model.names.values())
+    if sorted(names) != sorted(tax.names):
+        raise SystemExit(f"error: {weights} classes {names} are not the taxonomy's; train on `crops` output")
+    args = model.ckpt.get("train_args", {}) if isinstance(model.ckpt, dict) else {}
+    imgsz = int(args.get("imgsz") or SIDE)
+    top1 = None
+    metrics = model.ckpt.get("train_metrics", {}) if isinstance(model.ckpt, dict) else {}
+    if isinstance(metrics, dict) and "metrics/accuracy_top1" in metrics:
+        top1 = round(float(metrics["metrics/accuracy_top1"]), 4)
+    with tempfile.TemporaryDirectory(prefix="sortloop-cls-export-") as tmp:
+        local = Path(tmp) / "model.pt"
+        shutil.copyfile(weights, local)
+        exported = Path(YOLO(str(local), task="classify").export(format="onnx", imgsz=imgsz, dynamic=False,
+                                                                 simplify=True, device="cpu", verbose=False))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(exported, out)
+    from datetime import UTC, datetime
+
+    write_metadata(out, {"sortloop_version": version, "sortloop_taxonomy": tax.digest,
+                         "sortloop_created": datetime.now(UTC).isoformat(timespec="seconds"),
+                         "sortloop_metrics": json.dumps({"val_top1": top1}), "sortloop_train_imgsz": str(imgsz)})
+    result: dict[str, Any] = {"onnx": str(out), "version": version, "imgsz": imgsz, "val_top1_checkpoint": top1}
+    if check is not None:
+        import cv2
+
+        files = sorted(check.glob("*/*.jpg"))
+        crops = [np.asarray(cv2.imread(str(f)), np.uint8) for f in files]
+        truth = np.array([tax.index(f.parent.name) for f in files])
+        onnx_p = classifier_probs(out, crops, imgsz)
+        pt_p = classifier_probs(weights, crops, imgsz)
+        result |= {"check_crops": len(files),
+                   "top1_onnx_station": round(float((onnx_p.argmax(1) == truth).mean()), 4),
+                   "top1_checkpoint_ultralytics": round(float((pt_p.argmax(1) == truth).mean()), 4),
+                   "top1_agreement": round(float((onnx_p.argmax(1) == pt_p.argmax(1)).mean()), 4),
+                   "max_prob_diff_p99": round(float(np.quantile(np.abs(onnx_p - pt_p).max(1), 0.99)), 4)}
     return result
 
 
@@ -158,8 +224,14 @@ def main() -> None:
     t.add_argument("data", type=Path)
     t.add_argument("project", type=Path)
     t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--time-hours", type=float, default=None, help="wall-clock budget instead of --epochs")
     t.add_argument("--imgsz", type=int, default=SIDE)
     t.add_argument("--base", type=Path, default=ROOT.parent / "shared" / "weights" / "yolo11n-coco.pt")
+    e = sub.add_parser("export")
+    e.add_argument("weights", type=Path)
+    e.add_argument("out", type=Path)
+    e.add_argument("--version", required=True)
+    e.add_argument("--check", type=Path, default=None, help="folder of class folders of crops (e.g. DS/val)")
     f = sub.add_parser("fuse")
     f.add_argument("weights", type=Path)
     f.add_argument("--seeds", default="3,8")
@@ -171,7 +243,9 @@ def main() -> None:
     if a.step == "crops":
         print(json.dumps(make_crops(a.build, a.out, a.renders)))
     elif a.step == "train":
-        print(json.dumps({"best": str(train(a.data, a.project, a.epochs, a.imgsz, a.base))}))
+        print(json.dumps({"best": str(train(a.data, a.project, a.epochs, a.imgsz, a.base, a.time_hours))}))
+    elif a.step == "export":
+        print(json.dumps(export(a.weights, a.out, a.version, a.check)))
     else:
         print(json.dumps(fuse(a.weights, [int(s) for s in a.seeds.split(",")], a.frames, a.model, a.imgsz)))
 

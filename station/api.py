@@ -44,6 +44,7 @@ class StatusSnapshot:
     running: bool
     source_ok: bool
     model_version: str | None = None
+    classifier_version: str | None = None
     fps: float = 0.0
     frames: int = 0
     dropped: int = 0
@@ -74,7 +75,8 @@ def create_app(store: Store, status: StatusProvider, live: LiveView, metrics: St
 def _health(snapshot: StatusSnapshot) -> HealthOut:
     s = snapshot
     return HealthOut(ok=s.running and s.source_ok, running=s.running, source_ok=s.source_ok,
-                     model_version=s.model_version, fps=s.fps, frames=s.frames, dropped=s.dropped,
+                     model_version=s.model_version, classifier_version=s.classifier_version, fps=s.fps,
+                     frames=s.frames, dropped=s.dropped,
                      decisions=s.decisions, workers=dict(s.workers), last_error=s.last_error,
                      started_at=s.started_at, uptime_s=None if s.started_at is None else time.time() - s.started_at)
 

@@ -69,6 +69,13 @@ class ModelConfig(_Model):
     registry: str = Field("models/registry", description="Model registry folder; the station watches its "
                           "promoted model and swaps to it without a restart.")
     watch_registry: bool = Field(True, description="Swap to a newly promoted model while running.")
+    classifier: str | None = Field(None, description="Crop classifier (Ultralytics classification ONNX export "
+                                   "with the taxonomy's classes) run once per decision on the item's evidence crop, "
+                                   "its probabilities fused with the track's vote (a hazard or hazard doubt the vote "
+                                   "raised stands). Empty: the track vote alone. The station reloads it when the file "
+                                   "changes; one that does not load is refused and the last good one kept.")
+    classifier_threads: int = Field(1, ge=1, description="Intra-op threads for the crop classifier (it runs "
+                                    "once per item, beside the detector).")
     confidence: float = Field(0.25, ge=0, le=1, description="Detection score threshold.")
     hazard_confidence: float = Field(0.1, ge=0, le=1, description="Score threshold for the battery-hazard "
                                      "classes (taxonomy hazard: battery). A box scoring this for one of them is "

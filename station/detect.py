@@ -36,7 +36,7 @@ DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "OpenVINOExecutionProvider", "Core
                      "DmlExecutionProvider", "CPUExecutionProvider")
 PAD_VALUE = 114
 MAX_DETECTIONS = 300
-_EXPORT_FIX = "export with `sortloop export`"
+EXPORT_FIX = "export with `sortloop export`"
 _ORT_LOAD_ERRORS = (ort_state.Fail, ort_state.InvalidProtobuf, ort_state.InvalidGraph,
                     ort_state.InvalidArgument, ort_state.NoSuchFile, ort_state.NoModel,
                     ort_state.NotImplemented, ort_state.RuntimeException)
@@ -95,9 +95,9 @@ class Letterbox:
         return out
 
 
-def _read_model(path: Path) -> bytes:
+def read_model(path: Path) -> bytes:
     if not path.is_file():
-        raise ModelError(f"model file {path} not found; pass the path of an ONNX export ({_EXPORT_FIX})")
+        raise ModelError(f"model file {path} not found; pass the path of an ONNX export ({EXPORT_FIX})")
     return path.read_bytes()
 
 
@@ -107,7 +107,7 @@ SPIN_MIN_CORES = 4
 bench/station_fps.py)."""
 
 
-def _open_session(data: bytes, path: Path, threads: int, providers: list[str], spin: bool | None = None
+def open_session(data: bytes, path: Path, threads: int, providers: list[str], spin: bool | None = None
                   ) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -121,18 +121,18 @@ def _open_session(data: bytes, path: Path, threads: int, providers: list[str], s
         return ort.InferenceSession(data, sess_options=opts, providers=providers)
     except _ORT_LOAD_ERRORS as exc:
         raise ModelError(f"model file {path} is not a readable ONNX model ({exc}); "
-                         f"the file may be truncated or of another format: {_EXPORT_FIX}") from exc
+                         f"the file may be truncated or of another format: {EXPORT_FIX}") from exc
 
 
 def _literal(meta: dict[str, str], key: str, path: Path) -> object:
     if key not in meta:
-        raise ModelError(f"model file {path} has no {key!r} metadata: not an Ultralytics detection export; "
-                         f"{_EXPORT_FIX}")
+        raise ModelError(f"model file {path} has no {key!r} metadata: not an Ultralytics export; "
+                         f"{EXPORT_FIX}")
     try:
         return ast.literal_eval(meta[key])
     except (ValueError, SyntaxError) as exc:
         raise ModelError(f"model file {path}: metadata {key!r} = {meta[key][:80]!r} cannot be parsed; "
-                         f"{_EXPORT_FIX}") from exc
+                         f"{EXPORT_FIX}") from exc
 
 
 def parse_names(meta: dict[str, str], path: Path) -> list[str]:
@@ -147,21 +147,21 @@ def parse_names(meta: dict[str, str], path: Path) -> list[str]:
         names = []
     if not names or not all(isinstance(n, str) for n in names):
         raise ModelError(f"model file {path}: metadata 'names' must map 0..C-1 to class names, got "
-                         f"{meta['names'][:80]!r}; {_EXPORT_FIX}")
+                         f"{meta['names'][:80]!r}; {EXPORT_FIX}")
     return names
 
 
-def _parse_imgsz(meta: dict[str, str], path: Path) -> tuple[int, int]:
+def parse_imgsz(meta: dict[str, str], path: Path) -> tuple[int, int]:
     raw = _literal(meta, "imgsz", path)
     size = [raw, raw] if isinstance(raw, int) else raw
     if not (isinstance(size, list | tuple) and len(size) == 2
             and all(isinstance(v, int) and v > 0 for v in size)):
         raise ModelError(f"model file {path}: metadata 'imgsz' must be [h, w], got {meta['imgsz']!r}; "
-                         f"{_EXPORT_FIX}")
+                         f"{EXPORT_FIX}")
     return int(size[0]), int(size[1])
 
 
-def _check_input(session: ort.InferenceSession, imgsz: tuple[int, int], path: Path) -> None:
+def check_input(session: ort.InferenceSession, imgsz: tuple[int, int], path: Path) -> None:
     inputs = session.get_inputs()
     shape = inputs[0].shape if len(inputs) == 1 else []
     want = [1, 3, *imgsz]
@@ -169,7 +169,7 @@ def _check_input(session: ort.InferenceSession, imgsz: tuple[int, int], path: Pa
     if not ok:
         raise ModelError(f"model file {path}: input shape {shape} (of {len(inputs)} input(s)) does not agree "
                          f"with [1, 3, h, w] = {want} from its imgsz metadata; re-export it at a fixed size "
-                         f"({_EXPORT_FIX})")
+                         f"({EXPORT_FIX})")
 
 
 def _model_kind(session: ort.InferenceSession, num_classes: int, meta: dict[str, str],
@@ -185,7 +185,7 @@ def _model_kind(session: ort.InferenceSession, num_classes: int, meta: dict[str,
         return "nms"
     raise ModelError(f"model file {path}: unexpected output shape {shape} (of {len(outputs)} output(s)); a "
                      f"detection export with {num_classes} classes gives [1, {4 + num_classes}, N] or "
-                     f"[1, K, 6] (end2end={meta.get('end2end')!r}); {_EXPORT_FIX}")
+                     f"[1, K, 6] (end2end={meta.get('end2end')!r}); {EXPORT_FIX}")
 
 
 def _inspect(session: ort.InferenceSession, meta: dict[str, str],
@@ -193,10 +193,10 @@ def _inspect(session: ort.InferenceSession, meta: dict[str, str],
     """Class names, input size (h, w) and output kind of an Ultralytics detection export; raises ModelError."""
     task = meta.get("task", "detect")
     if task != "detect":
-        raise ModelError(f"model file {path} is a {task!r} model, not a detection model; {_EXPORT_FIX}")
+        raise ModelError(f"model file {path} is a {task!r} model, not a detection model; {EXPORT_FIX}")
     names = parse_names(meta, path)
-    imgsz = _parse_imgsz(meta, path)
-    _check_input(session, imgsz, path)
+    imgsz = parse_imgsz(meta, path)
+    check_input(session, imgsz, path)
     return names, imgsz, _model_kind(session, len(names), meta, path)
 
 
@@ -205,7 +205,7 @@ def _check_taxonomy(names: list[str], taxonomy: Taxonomy, path: Path) -> None:
     if unknown:
         raise ModelError(f"model file {path}: {len(unknown)} of its {len(names)} classes are not in the "
                          f"taxonomy: {', '.join(unknown)}; train and export the "
-                         f"model on datasets/taxonomy.yaml classes ({_EXPORT_FIX}) or pass the taxonomy it "
+                         f"model on datasets/taxonomy.yaml classes ({EXPORT_FIX}) or pass the taxonomy it "
                          f"was trained with")
 
 
@@ -229,8 +229,8 @@ class Detector:
         """Lower score thresholds for some model classes (index → threshold): a box is kept when its best
         score reaches ``confidence`` or its score for one of these classes reaches that class's threshold
         (the station lowers it for battery hazards: hazard recall first)."""
-        data = _read_model(self.path)
-        self._session = _open_session(data, self.path, threads, select_providers(providers,
+        data = read_model(self.path)
+        self._session = open_session(data, self.path, threads, select_providers(providers,
                                                                                 ort.get_available_providers()),
                                       spin)
         self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)

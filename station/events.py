@@ -51,6 +51,10 @@ class Decision:
     detail: str = ""
     decided_at_wall: float = field(default_factory=time.time)
     crop: npt.NDArray[np.uint8] | None = field(default=None, repr=False, compare=False)
+    crop_scores: dict[str, float] = field(default_factory=dict)
+    """The crop classifier's class probabilities on ``crop`` (≥ 0.001), where it was consulted."""
+    classifier_version: str = ""
+    """The crop classifier's version, where it was consulted."""
 
     @property
     def needs_manual(self) -> bool:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from station.actuate import Actuator
     from station.api import StatusSnapshot
     from station.capture import Source
+    from station.classify import CropClassifier
     from station.detect import Detector
     from station.live import LiveView
     from station.metrics import StationMetrics
@@ -64,11 +65,12 @@ class Station:
 
     def __init__(self, cfg: StationConfig, taxonomy: Taxonomy, *, source: Source, detector: Detector,
                  actuator: Actuator, store: Store, metrics: StationMetrics, live: LiveView | None = None,
-                 keep_results: bool = False) -> None:
+                 keep_results: bool = False, classifier: CropClassifier | None = None) -> None:
         self.cfg, self.taxonomy = cfg, taxonomy
         self.source, self.actuator, self.store = source, actuator, store
         self.metrics, self.live = metrics, live
         self._pending_model: Detector | None = None
+        self._pending_classifier: CropClassifier | None = None
         self._model_lock = threading.Lock()
         self.belt = BeltSpeed(cfg.routing)
         self.router = Router(cfg.routing, self.belt)
@@ -76,6 +78,7 @@ class Station:
         self._model = (detector, ClassMapper(detector.names, taxonomy, cfg.model.class_map))
         """The detector and its class mapping, swapped together; each detect worker reads both per frame."""
         self.line.set_model(detector.version)
+        self.line.set_second_look(classifier)
         hazards = [] if cfg.model.hazard_floor is None else sorted(map(taxonomy.index, taxonomy.battery_hazards))
         self.tracker = Tracker(cfg.tracker, fps=cfg.source.fps if cfg.source.kind != "simulator" else cfg.simulator.fps,
                                hazard_classes=hazards, hazard_confidence=cfg.model.hazard_confidence)
@@ -143,6 +146,16 @@ class Station:
         with self._model_lock:
             self._pending_model = detector
 
+    def swap_classifier(self, classifier: CropClassifier) -> None:
+        """Hand a validated crop classifier to the in-order stage; it swaps between two frames."""
+        with self._model_lock:
+            self._pending_classifier = classifier
+
+    @property
+    def classifier_version(self) -> str | None:
+        look = self.line.second_look
+        return None if look is None else look.version
+
     @property
     def _detector(self) -> Detector:
         return self._model[0]
@@ -159,6 +172,7 @@ class Station:
         running = self._started and not self._stop.is_set() and not self._source_done.is_set()
         return StatusSnapshot(
             running=running, source_ok=self.stats.source_ok, model_version=self._detector.version,
+            classifier_version=self.classifier_version,
             fps=round(self.stats.fps, 2), frames=self.stats.frames, dropped=self.frames.dropped,
             decisions=self.stats.decisions, workers=workers,
             last_error="; ".join(self.failsafe_reasons.values()) or self.stats.last_error or None,
@@ -256,6 +270,12 @@ class Station:
     def _maybe_swap(self) -> None:
         with self._model_lock:
             new, self._pending_model = self._pending_model, None
+            clf, self._pending_classifier = self._pending_classifier, None
+        if clf is not None:
+            old_clf = self.classifier_version
+            self.line.set_second_look(clf)
+            self.store.record_model(clf.version, str(clf.path), clf.metadata, kind="classifier")
+            self._alarm("model.swapped", f"crop classifier {old_clf or 'none'} → {clf.version}", Severity.INFO)
         if new is None:
             return
         old = self._detector.version

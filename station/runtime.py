@@ -16,6 +16,7 @@ from station.pipeline import Station
 from station.taxonomy import Taxonomy, load_taxonomy
 
 if TYPE_CHECKING:
+    from station.classify import CropClassifier
     from station.detect import Detector
     from station.simulator import Scorecard
 
@@ -45,6 +46,18 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
     return det
 
 
+def load_classifier(cfg: StationConfig, taxonomy: Taxonomy) -> CropClassifier | None:
+    """The configured crop classifier, warmed up; None when none is configured. Raises ModelError."""
+    from station.classify import CropClassifier
+
+    if cfg.model.classifier is None:
+        return None
+    clf = CropClassifier(cfg.resolve(cfg.model.classifier), taxonomy=taxonomy,
+                         threads=cfg.model.classifier_threads, providers=cfg.model.providers)
+    clf.warm_up()
+    return clf
+
+
 def promoted_model(registry: Path) -> tuple[str, Path] | None:
     """(version, onnx path) of the registry's promoted model, or None when nothing is promoted."""
     pointer = registry / "current.json"
@@ -57,7 +70,8 @@ def promoted_model(registry: Path) -> tuple[str, Path] | None:
 
 
 class ModelWatcher:
-    """Polls the registry's pointer file; loads a newly promoted model and hands it to the station.
+    """Polls the registry's pointer file and the crop classifier's file; loads a newly promoted model or a
+    changed classifier and hands it to the station.
 
     A model that fails to load is refused with an alarm; the station keeps its last good model.
     """
@@ -65,12 +79,19 @@ class ModelWatcher:
     def __init__(self, station: Station, registry: Path, interval_s: float = 1.0) -> None:
         self._station, self._registry, self._interval = station, registry, interval_s
         self._seen: float | None = self._mtime()
+        clf = station.cfg.model.classifier
+        self._classifier = None if clf is None else station.cfg.resolve(clf)
+        self._classifier_seen = self._classifier_mtime()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sortloop-model-watcher", daemon=True)
 
     def _mtime(self) -> float | None:
         p = self._registry / "current.json"
         return p.stat().st_mtime if p.is_file() else None
+
+    def _classifier_mtime(self) -> float | None:
+        p = self._classifier
+        return p.stat().st_mtime if p is not None and p.is_file() else None
 
     def start(self) -> None:
         self._thread.start()
@@ -80,7 +101,31 @@ class ModelWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.poll()
+            if self._station.cfg.model.watch_registry:
+                self.poll()
+            self.poll_classifier()
+
+    def poll_classifier(self) -> bool:
+        """Check the crop classifier's file once; True when a changed classifier was handed over. A file that
+        went away leaves the loaded classifier in place (the next file written there is loaded)."""
+        mtime = self._classifier_mtime()
+        if mtime is None or mtime == self._classifier_seen:
+            return False
+        self._classifier_seen = mtime
+        from station.detect import ModelError
+        from station.events import Severity
+
+        st = self._station
+        try:
+            clf = load_classifier(st.cfg, st.taxonomy)
+        except (ModelError, OSError, ValueError) as exc:
+            st._alarm("model.rejected", f"crop classifier {self._classifier} not loaded, keeping "
+                      f"{st.classifier_version or 'none'}: {exc}", Severity.CRITICAL)
+            return False
+        if clf is None:
+            return False
+        st.swap_classifier(clf)
+        return True
 
     def poll(self) -> bool:
         """Check once; True when a new model was handed over."""
@@ -123,14 +168,18 @@ def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
     registry = cfg.resolve(cfg.model.registry)
     promoted = promoted_model(registry) if cfg.model.watch_registry else None
     detector = load_detector(cfg, taxonomy, promoted[1] if promoted else None)
+    classifier = load_classifier(cfg, taxonomy)
     store = Store.from_config(cfg)
     store.record_model(detector.version, str(detector.path), dict(detector.metadata))
+    if classifier is not None:
+        store.record_model(classifier.version, str(classifier.path), classifier.metadata, kind="classifier")
     holder: list[Station] = []
     source = open_source(cfg, taxonomy, on_status=lambda ok, d: holder[0].source_status(ok, d) if holder else None)
     station = Station(cfg, taxonomy, source=source, detector=detector, actuator=make_actuator(cfg.actuator),
-                      store=store, metrics=StationMetrics(), live=LiveView(taxonomy), keep_results=keep_results)
+                      store=store, metrics=StationMetrics(), live=LiveView(taxonomy), keep_results=keep_results,
+                      classifier=classifier)
     holder.append(station)
-    watcher = ModelWatcher(station, registry) if cfg.model.watch_registry else None
+    watcher = ModelWatcher(station, registry) if cfg.model.watch_registry or cfg.model.classifier else None
     return Built(station, watcher, cfg.source.kind == "simulator")
 
 

@@ -48,8 +48,12 @@ class ItemOut(_Out):
     class_name: str | None = Field(description="Winning class, or null when no class could be given.")
     stream: Stream
     hazard: str | None
-    confidence: float = Field(description="Vote share of the winning class (0..1).")
-    votes: dict[str, float]
+    confidence: float = Field(description="Vote share of the winning class (0..1), after the crop classifier's "
+                              "second look where one was consulted.")
+    votes: dict[str, float] = Field(description="The track's confidence-weighted class votes.")
+    crop_scores: dict[str, float] = Field(description="The crop classifier's class probabilities on the evidence "
+                                          "crop (empty when none was consulted).")
+    classifier_version: str | None = Field(description="Version of the crop classifier consulted, if any.")
     observations: int = Field(description="Frames in which the item's track was seen.")
     reason: Reason
     detail: str
@@ -66,7 +70,8 @@ class ItemOut(_Out):
             crossed_at=r.crossed_at, crossed_ticks=r.crossed_ticks, decided_at=r.decided_at,
             class_name=r.class_name, stream=r.stream, hazard=r.hazard, confidence=r.confidence, votes=r.votes,
             observations=r.observations, reason=r.reason, detail=r.detail, box=list(r.box),
-            model_version=r.model_version, bin=r.bin,
+            model_version=r.model_version, bin=r.bin, crop_scores=r.crop_scores,
+            classifier_version=r.classifier_version,
             crop_url=None if r.crop_path is None else f"/api/items/{r.item_id}/crop",
             actuation=None if r.actuation is None else ActuationOut.from_record(r.actuation),
         )
@@ -133,6 +138,7 @@ class HealthOut(_Out):
     running: bool
     source_ok: bool
     model_version: str | None
+    classifier_version: str | None = Field(None, description="The crop classifier in use, if any.")
     fps: float
     frames: int
     dropped: int

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from station.config import DecisionConfig, RoutingConfig
-from station.decide import DecisionLine
+from station.decide import DecisionLine, SecondLook, fuse_second_look
 from station.detections import Detections
 from station.events import Reason
 from station.frames import Frame
@@ -29,11 +29,13 @@ def scores(**shares: float) -> np.ndarray:
     return row
 
 
-def run(tracks: list[dict], frames: int = 120, cfg: DecisionConfig | None = None):
+def run(tracks: list[dict], frames: int = 120, cfg: DecisionConfig | None = None, look: SecondLook | None = None):
     """Each track: id (or ids by frame), x0 at frame 0, y, first/last frame, class scores, ``size`` (w, h) of
-    its box moving with the belt (80×60), or ``box`` fixing it (xyxy, or xyxy by frame)."""
+    its box moving with the belt (80×60), or ``box`` fixing it (xyxy, or xyxy by frame). ``look``: a second
+    look on each decision's crop."""
     line = DecisionLine(cfg or DecisionConfig(), TAX, station_id="t")
     line.set_model("test")
+    line.set_second_look(look)
     b, out = belt(), []
     for k in range(frames):
         t = k / FPS
@@ -366,3 +368,79 @@ def test_box_spanning_the_whole_view_is_not_an_item() -> None:
     decisions, line = run([item, spanning])
     assert [d.track_id for d in decisions] == [1] and line.merged == 0
     assert decisions[0].crossed_at == pytest.approx((W / 2 - 200.0) / SPEED, abs=1e-3)
+
+
+class _Says:
+    """A second look that gives the same probabilities for every crop (or raises ``fails``)."""
+
+    version = "look-1"
+
+    def __init__(self, probs: np.ndarray | None = None, fails: Exception | None = None) -> None:
+        self.probs, self.fails, self.crops = probs, fails, 0
+
+    def __call__(self, crop: np.ndarray) -> np.ndarray:
+        self.crops += 1
+        assert crop.ndim == 3 and crop.shape[0] > 0 and crop.shape[1] > 0
+        if self.fails is not None:
+            raise self.fails
+        assert self.probs is not None
+        return self.probs.astype(np.float64)
+
+
+@pytest.mark.parametrize(("track", "look", "decided", "words"), [
+    # the crop classifier settles a close track vote
+    (scores(can=0.5, plastic=0.4), scores(plastic=0.95, can=0.05),
+     ("plastic", Stream.PLASTIC, None, Reason.OK), "track vote can 0.56 (metal), crop classifier plastic 0.95"),
+    # a unanimous track vote is not overturned by a classifier it gives no share to
+    (scores(can=0.9), scores(paper=0.9, can=0.1), ("can", Stream.METAL, None, Reason.OK), ""),
+    # it never clears a hazard the track vote raised ...
+    (scores(battery=0.8), scores(can=0.99), ("battery", Stream.ELECTRONICS, "battery", Reason.OK),
+     "crop classifier can 0.99: the track vote's hazard stands"),
+    (scores(phone=0.6, mouse=0.4), scores(mouse=0.99), ("phone", Stream.ELECTRONICS, "battery", Reason.OK),
+     "hazard stands"),
+    # ... but may raise a doubt the track vote alone fell short of (battery share 0.125 → 0.3)
+    (scores(can=0.7, battery=0.1), scores(battery=0.6, can=0.4),
+     ("can", Stream.MANUAL, "battery", Reason.HAZARD_DOUBT), "battery vote share"),
+])
+def test_the_second_look_is_fused_with_the_track_vote(track, look, decided, words: str) -> None:
+    says = _Says(look)
+    decisions, _ = run([{"id": 1, "x0": 0.0, "y": 300, "scores": track}], look=says)
+    assert says.crops == 1 and len(decisions) == 1
+    d = decisions[0]
+    assert (d.class_name, d.stream, d.hazard, d.reason) == decided
+    assert words in d.detail
+    assert d.classifier_version == "look-1"
+    assert d.crop_scores == {n: round(float(p), 4) for n, p in zip(TAX.names, look, strict=True) if p >= 0.001}
+    assert d.votes == pytest.approx({n: v * d.observations for n, v in zip(TAX.names, track, strict=True) if v > 0},
+                                    rel=1e-3)  # the stored votes stay the track's own
+
+
+def test_a_failing_second_look_sends_the_item_to_manual_and_says_so() -> None:
+    says = _Says(fails=RuntimeError("onnxruntime: out of memory"))
+    decisions, _ = run([{"id": 1, "x0": 0.0, "y": 300, "scores": scores(battery=0.9)}], look=says)
+    d = decisions[0]
+    assert (d.stream, d.hazard, d.reason) == (Stream.MANUAL, "battery", Reason.FAULT)
+    assert "crop classifier look-1 failed (onnxruntime: out of memory)" in d.detail
+    assert d.crop_scores == {} and d.classifier_version == ""
+
+
+def test_merged_fragments_are_not_looked_at_twice() -> None:
+    says = _Says(scores(can=1.0))
+    tracks = [{"id": lambda k: 1 if k < 50 else 2, "x0": 0.0, "y": 300, "scores": scores(can=0.9)},
+              {"id": 3, "x0": 0.0, "y": 300, "first": 70, "scores": scores(can=0.9)}]
+    decisions, _ = run(tracks, look=says)
+    assert len(decisions) == 1 and says.crops == 1
+
+
+@pytest.mark.parametrize(("votes", "probs", "winner"), [
+    ([6.0, 4.0, 0.0], [0.2, 0.8, 0.0], 1),  # the classifier settles a close vote
+    ([9.0, 1.0, 0.0], [0.3, 0.7, 0.0], 0),  # a clear vote holds against a doubtful classifier
+    ([5.0, 0.0, 5.0], [0.0, 1.0, 0.0], 1),  # both the track's classes ruled out: a class it never saw wins
+])
+def test_fusion_is_the_geometric_mean_of_shares(votes: list[float], probs: list[float], winner: int) -> None:
+    v, p = np.array(votes), np.array(probs)
+    fused = fuse_second_look(v, p)
+    assert fused.sum() == pytest.approx(v.sum())
+    expected = np.sqrt((v / v.sum() + 1e-3) * (p + 1e-3))
+    assert fused / fused.sum() == pytest.approx(expected / expected.sum())
+    assert int(np.argmax(fused)) == winner

@@ -317,7 +317,7 @@ BAD_MODELS = {
     "truncated export": (lambda d: _write(d / "cut.onnx", YOLO11.read_bytes()[:50_000]),
                          "not a readable ONNX model"),
     "no metadata": (lambda d: build_onnx(d / "bare.onnx", np.zeros((1, 6, 4))),
-                    "not an Ultralytics detection export; export with `sortloop export`"),
+                    "not an Ultralytics export; export with `sortloop export`"),
     "no imgsz": (lambda d: build_onnx(d / "m.onnx", np.zeros((1, 6, 4)),
                                       metadata={"names": str(dict(enumerate(NAMES2)))}), "'imgsz'"),
     "names unparsable": (lambda d: build_onnx(d / "m.onnx", np.zeros((1, 6, 4)),

@@ -152,13 +152,15 @@ def _detail_html(entry: ReviewEntry | None) -> str:
         return "<p class='sl-muted'>Select a row to look at the item.</p>"
     i = entry.item
     votes = ", ".join(f"{n} {s:.2f}" for n, s in shares(i.votes)) or "none"
+    second = ", ".join(f"{n} {s:.2f}" for n, s in shares(i.crop_scores)[:3])
+    second = f"<br>crop classifier: {html.escape(second)}" if second else ""
     answers = "".join(f"<li><b>{html.escape(a.correction.username)}</b> ({html.escape(str(a.correction.role))}): "
                       f"{html.escape(a.text)}</li>" for a in entry.resolution.answers)
     conflict = f"<div class='sl-conflict'>Conflict — answers so far:<ul>{answers}</ul></div>" if answers else ""
     why = "".join(f"<li>{html.escape(w)}</li>" for w in entry.why)
     return (f"<div class='sl-review-detail' data-item='{i.item_id}'><img src='/api/items/{i.item_id}/crop' "
             f"alt='crop of {i.item_id}'><div><b>{html.escape(i.class_name or '?')}</b> → {i.stream.value} · bin "
-            f"{html.escape(i.bin)} · conf {i.confidence:.2f}<br>votes: {html.escape(votes)}<ul>{why}</ul>"
+            f"{html.escape(i.bin)} · conf {i.confidence:.2f}<br>votes: {html.escape(votes)}{second}<ul>{why}</ul>"
             f"{conflict}</div></div>")
 
 

@@ -17,6 +17,8 @@ def item_row(d: Decision, bin_name: str, crop_path: str | None) -> Item:
         hazard=d.hazard, confidence=float(d.confidence), votes={k: float(v) for k, v in d.votes.items()},
         observations=int(d.observations), reason=Reason(d.reason).value, detail=d.detail,
         x1=x1, y1=y1, x2=x2, y2=y2, model_version=d.model_version, crop_path=crop_path, bin=bin_name,
+        crop_scores={k: float(v) for k, v in d.crop_scores.items()} or None,
+        classifier_version=d.classifier_version or None,
     )
 
 
@@ -49,7 +51,8 @@ def item_record(r: Item, act: ActuationRow | None) -> ItemRecord:
         class_name=r.class_name, stream=Stream(r.stream), hazard=r.hazard, confidence=r.confidence,
         votes=dict(r.votes), observations=r.observations, reason=Reason(r.reason), detail=r.detail,
         box=(r.x1, r.y1, r.x2, r.y2), model_version=r.model_version, crop_path=r.crop_path, bin=r.bin,
-        actuation=None if act is None else actuation_record(act),
+        actuation=None if act is None else actuation_record(act), crop_scores=dict(r.crop_scores or {}),
+        classifier_version=r.classifier_version,
     )
 
 
@@ -61,4 +64,4 @@ def alarm_record(r: AlarmRow) -> AlarmRecord:
 
 def model_record(r: ModelVersionRow) -> ModelRecord:
     return ModelRecord(version=r.version, path=r.path, loaded_at=r.loaded_at, metadata=dict(r.meta),
-                       active=r.active)
+                       active=r.active, kind="classifier" if r.kind == "classifier" else "detector")

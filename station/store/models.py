@@ -71,6 +71,9 @@ class Item(Base):
     x2: Mapped[float] = mapped_column(Float)
     y2: Mapped[float] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String(128))
+    crop_scores: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    """The crop classifier's class probabilities on the evidence crop (None: not consulted)."""
+    classifier_version: Mapped[str | None] = mapped_column(String(128))
     crop_path: Mapped[str | None] = mapped_column(String(512))
     bin: Mapped[str] = mapped_column(String(64))
 
@@ -115,6 +118,8 @@ class ModelVersionRow(Base):
     loaded_at: Mapped[float] = mapped_column(Float)
     meta: Mapped[dict[str, JsonValue]] = mapped_column("metadata", JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+    kind: Mapped[str] = mapped_column(String(16), default="detector", server_default="detector")
+    """'detector' or 'classifier' (the crop classifier): one active model of each kind."""
 
 
 class User(Base):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from station.events import Actuation, ActuationStatus, Reason, Severity
 from station.taxonomy import Stream
 
 T = TypeVar("T")
 
+ModelKind = Literal["detector", "classifier"]
 JsonScalar = str | int | float | bool | None
 JsonValue = JsonScalar | list["JsonValue"] | dict[str, "JsonValue"]
 
@@ -66,6 +67,9 @@ class ItemRecord:
     crop_path: str | None
     bin: str
     actuation: ActuationRecord | None = None
+    crop_scores: dict[str, float] = field(default_factory=dict)
+    """The crop classifier's class probabilities on the evidence crop (empty: not consulted)."""
+    classifier_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class ModelRecord:
     loaded_at: float
     metadata: dict[str, JsonValue]
     active: bool
+    kind: ModelKind = "detector"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from station.store.records import (
     ItemFilter,
     ItemRecord,
     JsonValue,
+    ModelKind,
     ModelRecord,
     NotFoundError,
     Page,
@@ -256,18 +257,23 @@ class Store:
 
     # -- models ----------------------------------------------------------------------------------
 
-    def record_model(self, version: str, path: str, metadata: Mapping[str, JsonValue]) -> ModelRecord:
-        """Note that ``version`` is now the loaded model (the only active one)."""
+    def record_model(self, version: str, path: str, metadata: Mapping[str, JsonValue],
+                     kind: ModelKind = "detector") -> ModelRecord:
+        """Note that ``version`` is now the loaded model of its kind (the only active one of that kind)."""
         with self._session.begin() as s:
-            s.execute(update(ModelVersionRow).values(active=False), execution_options={"synchronize_session": False})
+            s.execute(update(ModelVersionRow).where(ModelVersionRow.kind == kind).values(active=False),
+                      execution_options={"synchronize_session": False})
             row = s.get(ModelVersionRow, version) or ModelVersionRow(version=version)
             row.path, row.loaded_at, row.meta, row.active = str(path), time.time(), dict(metadata), True
+            row.kind = kind
             s.add(row)
             return convert.model_record(row)
 
-    def active_model(self) -> ModelRecord | None:
+    def active_model(self, kind: ModelKind = "detector") -> ModelRecord | None:
+        """The loaded model of ``kind`` (the detector by default), or None."""
         with self._session() as s:
-            row = s.scalars(select(ModelVersionRow).where(ModelVersionRow.active.is_(True))).first()
+            row = s.scalars(select(ModelVersionRow).where(ModelVersionRow.active.is_(True),
+                                                          ModelVersionRow.kind == kind)).first()
             return None if row is None else convert.model_record(row)
 
 
