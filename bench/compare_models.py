@@ -6,7 +6,8 @@ scorecard on seeds chosen in advance. This runs them all with the station's own 
 prints one table, then one JSON line.
 
     .venv/bin/python bench/compare_models.py models/sortloop-default.onnx runs/default7/d7_last.onnx \
-        --seeds 3,8 --frames 9000
+        --seeds 3,8 --frames 9000                     # with the station's crop classifier (model.classifier)
+    .venv/bin/python bench/compare_models.py models/sortloop-default.onnx --classifier ''   # the track vote alone
 
 Photo lists default to the held-out lists of the build in data/sortloop (`make default-model`); name others
 with --lists (a .txt list of images, a YOLO folder or a data.yaml's test split). Keep the acceptance test's
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from station.config import StationConfig  # noqa: E402
+from station.config import ModelConfig, StationConfig  # noqa: E402
 from station.runtime import Built, build_station, scorecard  # noqa: E402
 from training.evaluate import HazardRule, evaluate  # noqa: E402
 
@@ -104,10 +105,11 @@ def main() -> None:
                     "model.hazard_confidence, as the model card counts 'station rule' flags)")
     ap.add_argument("--seeds", default="3,8", help="simulator seeds, comma-separated ('' for none)")
     ap.add_argument("--frames", type=int, default=9000, help="frames per simulator run (the acceptance test: 9000)")
-    ap.add_argument("--classifier", type=Path, default=None,
-                    help="crop classifier (model.classifier) for every model's simulator runs; the photo figures "
-                    "are the detector's alone (default: none, the track vote alone)")
+    ap.add_argument("--classifier", default=ModelConfig().classifier or "",
+                    help="crop classifier (model.classifier) for every model's simulator runs, '' for none (the "
+                    "track vote alone); the photo figures are the detector's alone (default: the station's)")
     args = ap.parse_args()
+    args.classifier = Path(args.classifier) if args.classifier else None
     logging.getLogger("station").setLevel(logging.ERROR)  # the runs' hazard alarms are not this table's news
     missing = [str(m) for m in args.models if not m.is_file()]
     if missing:

@@ -10,6 +10,7 @@ the belt frame scaled to the model's input). A classifier run once per decision 
     .venv/bin/python bench/crop_classifier.py export /tmp/cls/runs/crops/weights/best.pt \
         models/sortloop-crops.onnx --version sortloop-crops-1 --check /tmp/cls/ds/val
     .venv/bin/python bench/crop_classifier.py fuse models/sortloop-crops.onnx --seeds 3,8
+    .venv/bin/python bench/crop_classifier.py speed models/sortloop-crops.onnx /tmp/cls/ds/val
 
 ``crops``: every labelled box of a dataset build's train and val splits, padded as the station pads its
 evidence crops, plus boxes of full-scale simulator renders (1280 × 720, seeds 77 and 78, not the simulator
@@ -213,6 +214,26 @@ def export(weights: Path, out: Path, version: str, check: Path | None) -> dict[s
     return result
 
 
+def speed(weights: Path, crops: Path, n: int) -> dict[str, Any]:
+    """Milliseconds per crop through the station's CropClassifier on one thread, as the station runs it (one
+    crop per decision): median and 99th percentile over ``n`` crops of a crops folder."""
+    import time
+
+    import cv2
+
+    clf = CropClassifier(weights, taxonomy=load_taxonomy(), threads=1)
+    clf.warm_up()
+    files = sorted(crops.glob("*/*.jpg"))[:n]
+    images = [np.asarray(cv2.imread(str(f)), np.uint8) for f in files]
+    ms = []
+    for image in images:
+        t0 = time.perf_counter()
+        clf(image)
+        ms.append((time.perf_counter() - t0) * 1000)
+    return {"crops": len(ms), "p50_ms": round(float(np.median(ms)), 2),
+            "p99_ms": round(float(np.quantile(ms, 0.99)), 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="step", required=True)
@@ -232,6 +253,10 @@ def main() -> None:
     e.add_argument("out", type=Path)
     e.add_argument("--version", required=True)
     e.add_argument("--check", type=Path, default=None, help="folder of class folders of crops (e.g. DS/val)")
+    s = sub.add_parser("speed")
+    s.add_argument("weights", type=Path)
+    s.add_argument("crops", type=Path, help="folder of class folders of crops (e.g. DS/val)")
+    s.add_argument("--n", type=int, default=500)
     f = sub.add_parser("fuse")
     f.add_argument("weights", type=Path)
     f.add_argument("--seeds", default="3,8")
@@ -244,6 +269,8 @@ def main() -> None:
         print(json.dumps(make_crops(a.build, a.out, a.renders)))
     elif a.step == "train":
         print(json.dumps({"best": str(train(a.data, a.project, a.epochs, a.imgsz, a.base, a.time_hours))}))
+    elif a.step == "speed":
+        print(json.dumps(speed(a.weights, a.crops, a.n)))
     elif a.step == "export":
         print(json.dumps(export(a.weights, a.out, a.version, a.check)))
     else:

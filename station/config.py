@@ -69,11 +69,12 @@ class ModelConfig(_Model):
     registry: str = Field("models/registry", description="Model registry folder; the station watches its "
                           "promoted model and swaps to it without a restart.")
     watch_registry: bool = Field(True, description="Swap to a newly promoted model while running.")
-    classifier: str | None = Field(None, description="Crop classifier (Ultralytics classification ONNX export "
-                                   "with the taxonomy's classes) run once per decision on the item's evidence crop, "
-                                   "its probabilities fused with the track's vote (a hazard or hazard doubt the vote "
-                                   "raised stands). Empty: the track vote alone. The station reloads it when the file "
-                                   "changes; one that does not load is refused and the last good one kept.")
+    classifier: str | None = Field("models/sortloop-crops.onnx", description="Crop classifier (Ultralytics "
+                                   "classification ONNX export with the taxonomy's classes) run once per decision "
+                                   "on the item's evidence crop, its probabilities fused with the track's vote by "
+                                   "geometric mean before the decision rule (hazard doubt included). Empty: the "
+                                   "track vote alone. The station reloads it when the file changes; one that does "
+                                   "not load is refused and the last good one kept.")
     classifier_threads: int = Field(1, ge=1, description="Intra-op threads for the crop classifier (it runs "
                                     "once per item, beside the detector).")
     confidence: float = Field(0.25, ge=0, le=1, description="Detection score threshold.")

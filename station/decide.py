@@ -12,8 +12,8 @@ the ejector is timed from the item, not from its part, and the item carries the 
 
 A second look (``SecondLook``, e.g. ``station.classify.CropClassifier``) may classify the decision's evidence
 crop, cut from the full-resolution frame; its probabilities are fused with the track's vote shares by geometric
-mean before the same rule decides (``DecisionLine.classify``). It never changes a verdict in which the track
-vote raised a hazard or a hazard doubt.
+mean before the same rule decides (``DecisionLine.classify``), hazard doubt included. Where the two disagree
+outright, the geometric mean leaves no class a winning share: the item goes to manual inspection.
 """
 
 from __future__ import annotations
@@ -391,10 +391,10 @@ class DecisionLine:
         return (hazard, name) if hazard is not None else None
 
     def _verdict(self, tr: _Track, crop: npt.NDArray[np.uint8] | None) -> tuple[Verdict, dict[str, float]]:
-        """The track's verdict, with the second look's class probabilities (taxonomy name → p ≥ 0.001) where a
-        crop classifier is set. The fused vote decides, except where the track vote raised a hazard or a hazard
-        doubt: that verdict stands (hazard recall first; the fused vote may still raise a doubt). A classifier
-        that fails routes the item to manual inspection."""
+        """The verdict, with the second look's class probabilities (taxonomy name → p ≥ 0.001) where a crop
+        classifier is set: the rule on the fused vote, which keeps the hazard doubt (a battery share of the fused
+        vote sends the item to manual). Where it differs from the track vote's, the detail says both. A
+        classifier that fails routes the item to manual inspection."""
         own = self.classify(tr.votes, tr.observations)
         look = self._second_look
         if look is None or crop is None or own.class_name is None:
@@ -410,13 +410,10 @@ class DecisionLine:
         fused = self.classify(fuse_second_look(tr.votes, probs), tr.observations)
         top = int(np.argmax(probs))
         said = f"crop classifier {names[top]} {probs[top]:.2f}"
-        if own.hazard is not None:  # hazard recall first: a hazard (or a doubt) the track vote raised stands
-            if (fused.class_name, fused.stream, fused.hazard) != (own.class_name, own.stream, own.hazard):
-                own = replace(own, detail=_joined(own.detail, f"{said}: the track vote's hazard stands"))
-            return own, scores
-        if fused.class_name != own.class_name or fused.stream != own.stream:
-            fused = replace(fused, detail=_joined(fused.detail, f"track vote {own.class_name} "
-                                                  f"{own.share:.2f} ({own.stream.value}), {said}"))
+        if (fused.class_name, fused.stream, fused.hazard) != (own.class_name, own.stream, own.hazard):
+            was = own.stream.value + (f", {own.hazard}" if own.hazard else "")
+            fused = replace(fused, detail=_joined(fused.detail, f"track vote {own.class_name} {own.share:.2f} ({was}), "
+                                                  f"{said}"))
         return fused, scores
 
     def classify(self, votes: npt.NDArray[np.float64], observations: int) -> Verdict:

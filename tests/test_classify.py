@@ -23,6 +23,7 @@ from station.taxonomy import load_taxonomy
 TAX = load_taxonomy()
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "sortloop-default.onnx"
+SHIPPED = ROOT / "models" / "sortloop-crops.onnx"
 PHOTOS = Path("/work/shared/datasets/ewaste-devices/images")
 SIDE = 32
 
@@ -99,6 +100,39 @@ def test_a_classifier_that_does_not_fit_is_refused(tmp_path: Path, case: str) ->
     make, message = BAD[case]
     with pytest.raises(ModelError, match=message):
         CropClassifier(make(tmp_path), taxonomy=TAX)
+
+
+def real_crops(n: int) -> list[np.ndarray]:
+    """Evidence crops (the station's padding) of the first ``n`` labelled boxes of real e-waste photos."""
+    from station.decide import padded_crop
+
+    crops: list[np.ndarray] = []
+    for label in sorted(PHOTOS.parent.joinpath("labels").glob("*.txt"))[:n]:
+        image = cv2.imread(str(PHOTOS / f"{label.stem}.jpg"))
+        assert image is not None, label
+        h, w = image.shape[:2]
+        _, x, y, bw, bh = (float(v) for v in label.read_text().split()[:5])
+        box = ((x - bw / 2) * w, (y - bh / 2) * h, (x + bw / 2) * w, (y + bh / 2) * h)
+        crop = padded_crop(np.asarray(image, np.uint8), box, 0.1)
+        assert crop is not None
+        crops.append(crop)
+    return crops
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos missing")
+def test_the_shipped_classifier_agrees_with_ultralytics_on_real_photos() -> None:
+    """models/sortloop-crops.onnx through the station and through Ultralytics' own ONNX backend, same crops."""
+    from ultralytics import YOLO
+
+    clf = CropClassifier(SHIPPED, taxonomy=TAX)
+    assert clf.version == "sortloop-crops-1" and clf.imgsz == 128
+    crops = real_crops(16)
+    ours = np.array([clf(c) for c in crops])
+    model = YOLO(str(SHIPPED), task="classify")
+    order = [list(model.names.values()).index(n) for n in TAX.names]
+    theirs = np.array([r.probs.data.cpu().numpy()[order] for r in model.predict(crops, imgsz=128, verbose=False)])
+    assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 15 / 16
+    assert float(np.abs(ours - theirs).mean()) < 0.01
 
 
 # ---------------------------------------------------------------- in the station
