@@ -46,6 +46,10 @@ class CropClassifier:
         import onnxruntime as ort
 
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"classifier file {self.path} not found (model.classifier); point it at a classification "
+                             f"export such as models/sortloop-crops.onnx (`make crop-classifier`), or set it to null "
+                             f"to decide from the detector's track vote alone")
         data = read_model(self.path)
         self._session = open_session(data, self.path, threads,
                                      select_providers(providers, ort.get_available_providers()), spin=False)

@@ -77,7 +77,7 @@ def test_a_crop_of_the_wrong_kind_is_refused(tmp_path: Path, crop: np.ndarray) -
 
 ONE = np.zeros((1, len(TAX.names)), np.float32)
 BAD = {
-    "missing file": (lambda d: d / "nope.onnx", "not found"),
+    "missing file": (lambda d: d / "nope.onnx", r"not found \(model.classifier\).*set it to null"),
     "a detection model": (lambda d: build_onnx(d / "m.onnx", np.zeros((1, 4 + len(TAX.names), 8)),
                                                metadata=ultra_meta(TAX.names)), "not a classification model"),
     "a class short": (lambda d: build_onnx(d / "m.onnx", ONE[:, 1:], input_shape=(1, 3, SIDE, SIDE),
