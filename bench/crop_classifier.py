@@ -129,6 +129,14 @@ def station_decisions(seed: int, frames: int, model: Path) -> list[dict[str, Any
         return out
 
 
+def read_crops(folder: Path, n: int | None = None) -> tuple[list[Path], list[npt.NDArray[np.uint8]]]:
+    """The first ``n`` (all) crops of a folder of class folders, sorted, with their files."""
+    import cv2
+
+    files = sorted(folder.glob("*/*.jpg"))[:n]
+    return files, [np.asarray(cv2.imread(str(f)), np.uint8) for f in files]
+
+
 def classifier_probs(weights: Path, crops: list[npt.NDArray[np.uint8]], imgsz: int) -> npt.NDArray[np.float64]:
     """Class probabilities in taxonomy order: the station's CropClassifier for .onnx, Ultralytics for .pt."""
     tax = load_taxonomy()
@@ -172,7 +180,7 @@ def export(weights: Path, out: Path, version: str, check: Path | None) -> dict[s
 
     from ultralytics import YOLO
 
-    from training.export import write_metadata
+    from training.export import META_PREFIX, write_metadata
 
     tax = load_taxonomy()
     model = YOLO(str(weights), task="classify")
@@ -194,15 +202,12 @@ def export(weights: Path, out: Path, version: str, check: Path | None) -> dict[s
         shutil.move(exported, out)
     from datetime import UTC, datetime
 
-    write_metadata(out, {"sortloop_version": version, "sortloop_taxonomy": tax.digest,
-                         "sortloop_created": datetime.now(UTC).isoformat(timespec="seconds"),
-                         "sortloop_metrics": json.dumps({"val_top1": top1}), "sortloop_train_imgsz": str(imgsz)})
+    write_metadata(out, {f"{META_PREFIX}{k}": v for k, v in {
+        "version": version, "taxonomy": tax.digest, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": json.dumps({"val_top1": top1}), "train_imgsz": str(imgsz)}.items()})
     result: dict[str, Any] = {"onnx": str(out), "version": version, "imgsz": imgsz, "val_top1_checkpoint": top1}
     if check is not None:
-        import cv2
-
-        files = sorted(check.glob("*/*.jpg"))
-        crops = [np.asarray(cv2.imread(str(f)), np.uint8) for f in files]
+        files, crops = read_crops(check)
         truth = np.array([tax.index(f.parent.name) for f in files])
         onnx_p = classifier_probs(out, crops, imgsz)
         pt_p = classifier_probs(weights, crops, imgsz)
@@ -219,12 +224,9 @@ def speed(weights: Path, crops: Path, n: int) -> dict[str, Any]:
     crop per decision): median and 99th percentile over ``n`` crops of a crops folder."""
     import time
 
-    import cv2
-
     clf = CropClassifier(weights, taxonomy=load_taxonomy(), threads=1)
     clf.warm_up()
-    files = sorted(crops.glob("*/*.jpg"))[:n]
-    images = [np.asarray(cv2.imread(str(f)), np.uint8) for f in files]
+    _, images = read_crops(crops, n)
     ms = []
     for image in images:
         t0 = time.perf_counter()

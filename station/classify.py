@@ -12,7 +12,6 @@ the taxonomy's, is refused at load with ``ModelError``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from station.detect import (
     EXPORT_FIX,
     ModelError,
     check_input,
+    model_version,
     open_session,
     parse_imgsz,
     parse_names,
@@ -75,7 +75,7 @@ class CropClassifier:
         """Model output column of each taxonomy class."""
         self._input_name = self._session.get_inputs()[0].name
         self._metadata = meta
-        self.version = meta.get("sortloop_version") or "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+        self.version = model_version(meta, data)
         log.info("crop classifier %s: version %s, input %d px, %d classes", self.path.name, self.version,
                  self._imgsz[0], len(names))
 

@@ -124,6 +124,12 @@ def open_session(data: bytes, path: Path, threads: int, providers: list[str], sp
                          f"the file may be truncated or of another format: {EXPORT_FIX}") from exc
 
 
+def model_version(meta: dict[str, str], data: bytes) -> str:
+    """A model file's version: its ``sortloop_version`` metadata, else ``sha256:`` and the first 12 hex of the
+    file's hash."""
+    return meta.get("sortloop_version") or "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+
+
 def _literal(meta: dict[str, str], key: str, path: Path) -> object:
     if key not in meta:
         raise ModelError(f"model file {path} has no {key!r} metadata: not an Ultralytics export; "
@@ -237,8 +243,7 @@ class Detector:
         self._names, self._imgsz, self._kind = _inspect(self._session, self._metadata, self.path)
         if taxonomy is not None:
             _check_taxonomy(self._names, taxonomy, self.path)
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()[:12]
-        self._version = self._metadata.get("sortloop_version") or digest
+        self._version = model_version(self._metadata, data)
         self._input_name = self._session.get_inputs()[0].name
         self._dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else np.float32
         self._local = threading.local()  # per calling thread: input tensor, resize buffer, letterbox
