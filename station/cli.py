@@ -18,6 +18,7 @@ import typer
 from station.config import ConfigError, StationConfig, load_config
 
 if TYPE_CHECKING:
+    from station.detect import ImageResult
     from station.runtime import Built
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="sortloop: a sorting and triage station.")
@@ -93,10 +94,15 @@ def detect(
     model: Annotated[Path | None, typer.Option(help="ONNX model (default: the config's model).")] = None,
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image per line.")] = False,
+    detector_only: Annotated[bool, typer.Option("--detector-only", help="The raw detector: no decision, no "
+                                                "second look by the crop classifier.")] = False,
 ) -> None:
-    """Detect items in images with the station's detector."""
+    """What the station would decide for the items of still photos: the detector, then for each box the
+    decision line's rule with the crop classifier's second look (stream, hazard, reason). Exits 1 when any
+    input could not be read (a summary on stderr)."""
     from station.detect import ModelError, detect_paths
-    from station.runtime import load_detector
+    from station.runtime import load_classifier, load_detector
+    from station.still import StillDecider
     from station.taxonomy import load_taxonomy
 
     cfg = _load(config)
@@ -104,16 +110,40 @@ def detect(
     try:
         # an explicitly named model may carry other classes (e.g. COCO): they are reported with stream null
         det = load_detector(cfg, taxonomy, model, check_classes=model is None)
+        foreign = model is not None and any(n not in taxonomy for n in det.names)
+        decider = None
+        if not detector_only and not foreign:
+            classifier = load_classifier(cfg, taxonomy)
+            decider = StillDecider(cfg, taxonomy, classifier)
     except ModelError as exc:
         raise fail(str(exc)) from None
-    for result in detect_paths(paths, det, taxonomy):
-        if as_json:
-            typer.echo(result.to_json())
-        elif result.error:
-            typer.echo(f"{result.image}: error: {result.error}")
-        else:
-            found = ", ".join(f"{d.class_name} {d.confidence:.2f}" for d in result.detections) or "nothing"
-            typer.echo(f"{result.image}: {found}")
+    if foreign and not detector_only:
+        typer.echo(f"detect: {det.path} has classes outside the taxonomy: detections only (no decisions)", err=True)
+    version = decider.classifier_version if decider is not None else None
+    images = failed = warned = 0
+    for result in detect_paths(paths, det, taxonomy, decider, version):
+        images += 1
+        failed += result.error is not None
+        warned += bool(result.warnings)
+        typer.echo(result.to_json() if as_json else _detect_line(result))
+    typer.echo(f"detect: {images} images, {images - failed} read, {failed} failed, {warned} with warnings",
+               err=True)
+    if failed or images == 0:
+        raise typer.Exit(1)
+
+
+def _detect_line(result: ImageResult) -> str:
+    if result.error:
+        return f"{result.image}: error: {result.error}"
+    parts = []
+    for d in result.detections:
+        text = f"{d.class_name} {d.confidence:.2f}"
+        if d.decision is not None:
+            text += f" → {d.decision.stream}" + (f" ({d.decision.hazard})" if d.decision.hazard else "")
+            text += "" if d.decision.reason == "ok" else f" [{d.decision.reason}]"
+        parts.append(text)
+    warn = "".join(f" (warning: {w})" for w in result.warnings)
+    return f"{result.image}: {', '.join(parts) or 'nothing'}{warn}"
 
 
 @app.command("run")

@@ -243,15 +243,7 @@ class DecisionLine:
         return parts
 
     def _votes(self, dets: Detections) -> npt.NDArray[np.float64]:
-        n_tax = len(self._tax.names)
-        out = np.zeros((len(dets), n_tax), np.float64)
-        if len(dets) == 0:
-            return out
-        if dets.class_scores is not None and dets.class_scores.shape[1] == n_tax:
-            out[:] = dets.class_scores
-        else:
-            out[np.arange(len(dets)), dets.class_id] = dets.confidence
-        return out
+        return class_votes(dets, len(self._tax.names))
 
     def _observe(self, tid: int, frame: Frame, box: npt.NDArray[np.float32], centre: npt.NDArray[np.float32],
                  vote: npt.NDArray[np.float64], line: float, belt: BeltSpeed) -> _Crossing | None:
@@ -391,23 +383,29 @@ class DecisionLine:
         return (hazard, name) if hazard is not None else None
 
     def _verdict(self, tr: _Track, crop: npt.NDArray[np.uint8] | None) -> tuple[Verdict, dict[str, float]]:
-        """The verdict, with the second look's class probabilities (taxonomy name → p ≥ 0.001) where a crop
-        classifier is set: the rule on the fused vote, which keeps the hazard doubt (a battery share of the fused
-        vote sends the item to manual). Where it differs from the track vote's, the detail says both. A
-        classifier that fails routes the item to manual inspection."""
-        own = self.classify(tr.votes, tr.observations)
+        return self.verdict(tr.votes, tr.observations, crop, what=f"track {tr.track_id}")
+
+    def verdict(self, votes: npt.NDArray[np.float64], observations: int, crop: npt.NDArray[np.uint8] | None, *,
+                what: str = "item") -> tuple[Verdict, dict[str, float]]:
+        """The verdict on a class vote (taxonomy order) from ``observations`` looks, with the second look's class
+        probabilities (taxonomy name → p ≥ 0.001) where a crop classifier is set and a crop is given: the rule on
+        the fused vote, which keeps the hazard doubt (a battery share of the fused vote sends the item to
+        manual). Where it differs from the vote's own, the detail says both. A classifier that fails routes the
+        item to manual inspection. The station calls it for each track at the line; ``sortloop detect`` for each
+        box of a still photo, so both decide by this one rule."""
+        own = self.classify(votes, observations)
         look = self._second_look
         if look is None or crop is None or own.class_name is None:
             return own, {}
         try:
             probs = look(crop)
         except Exception as exc:  # any fault of the second look: the safe route, said in the decision
-            log.warning("crop classifier %s failed on track %d: %s", look.version, tr.track_id, exc)
+            log.warning("crop classifier %s failed on %s: %s", look.version, what, exc)
             return replace(own, stream=Stream.MANUAL, reason=Reason.FAULT,
                            detail=f"crop classifier {look.version} failed ({exc}): manual inspection"), {}
         names = self._tax.names
         scores = {names[i]: round(float(p), 4) for i, p in enumerate(probs) if p >= 0.001}
-        fused = self.classify(fuse_second_look(tr.votes, probs), tr.observations)
+        fused = self.classify(fuse_second_look(votes, probs), observations)
         top = int(np.argmax(probs))
         said = f"crop classifier {names[top]} {probs[top]:.2f}"
         if (fused.class_name, fused.stream, fused.hazard) != (own.class_name, own.stream, own.hazard):
@@ -437,6 +435,19 @@ class DecisionLine:
             return Verdict(name, Stream.MANUAL, hazard, share, Reason.LOW_CONFIDENCE,
                            f"vote share {share:.2f} < {self._cfg.min_confidence}")
         return Verdict(name, self._tax.stream_of(name), hazard, share, Reason.OK)
+
+
+def class_votes(dets: Detections, n_classes: int) -> npt.NDArray[np.float64]:
+    """One look's class votes per box (taxonomy order): the box's class scores, or its confidence for its class
+    where the model gives no per-class scores."""
+    out = np.zeros((len(dets), n_classes), np.float64)
+    if len(dets) == 0:
+        return out
+    if dets.class_scores is not None and dets.class_scores.shape[1] == n_classes:
+        out[:] = dets.class_scores
+    else:
+        out[np.arange(len(dets)), dets.class_id] = dets.confidence
+    return out
 
 
 def _joined(detail: str, more: str) -> str:

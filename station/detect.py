@@ -14,10 +14,10 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -27,6 +27,9 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from station.detections import Detections
 from station.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from station.still import StillDecision
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,11 @@ _ORT_LOAD_ERRORS = (ort_state.Fail, ort_state.InvalidProtobuf, ort_state.Invalid
                     ort_state.InvalidArgument, ort_state.NoSuchFile, ort_state.NoModel,
                     ort_state.NotImplemented, ort_state.RuntimeException)
 _CPU = "CPUExecutionProvider"
+
+
+MIN_BOX_PX = 2.0
+"""A box narrower or lower than this in source-image pixels (after clipping to the image) is dropped: it lay in
+the letterbox padding (zero-width boxes at the edge of portrait photos were seen), not on an item."""
 
 
 class ModelError(ValueError):
@@ -325,7 +333,14 @@ class Detector:
             xyxy, conf, cls, scores = self._decode_end2end(output[0])
         if len(xyxy) == 0:
             return Detections.empty(len(self._names))
-        return Detections(box.to_image(xyxy), conf, cls, class_scores=scores)
+        xyxy = box.to_image(xyxy)
+        # A box that lies in the letterbox padding is clipped to (nearly) nothing at the image's edge: no item.
+        keep = ((xyxy[:, 2] - xyxy[:, 0]) >= MIN_BOX_PX) & ((xyxy[:, 3] - xyxy[:, 1]) >= MIN_BOX_PX)
+        if not keep.all():
+            xyxy, conf, cls, scores = xyxy[keep], conf[keep], cls[keep], scores[keep]
+            if len(xyxy) == 0:
+                return Detections.empty(len(self._names))
+        return Detections(xyxy, conf, cls, class_scores=scores)
 
     def _decode_nms(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         mask = pred[4:].max(axis=0) > self.confidence
@@ -366,22 +381,28 @@ class Detector:
 
 @dataclass(frozen=True)
 class DetectedObject:
-    """One detection of an image, as ``sortloop detect`` reports it."""
+    """One detection of an image, as ``sortloop detect`` reports it; ``decision`` is the station's verdict on it
+    (None with ``--detector-only``)."""
 
     box: tuple[float, float, float, float]
     class_name: str
     confidence: float
     stream: str | None
     hazard: str | None
+    decision: StillDecision | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"box": list(self.box), "class": self.class_name, "confidence": self.confidence,
-                "stream": self.stream, "hazard": self.hazard}
+        out: dict[str, object] = {"box": list(self.box), "class": self.class_name, "confidence": self.confidence,
+                                  "stream": self.stream, "hazard": self.hazard}
+        if self.decision is not None:
+            out["decision"] = self.decision.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
 class ImageResult:
-    """Detections of one image file, or the reason it could not be read (``error``)."""
+    """Detections of one image file, or the reason it could not be read (``error``); ``warnings`` name what was
+    wrong with a file that could still be read (a truncated JPEG)."""
 
     image: str
     width: int = 0
@@ -389,12 +410,31 @@ class ImageResult:
     model: str = ""
     detections: tuple[DetectedObject, ...] = ()
     error: str | None = None
+    warnings: tuple[str, ...] = ()
+    decided: bool = False
+    """Each detection carries the station's decision (not ``--detector-only``)."""
+    classifier: str | None = None
+    """Version of the crop classifier whose second look the decisions fused (None: none configured)."""
+
+    @property
+    def hazard(self) -> bool | None:
+        """Whether the station would flag a hazard for any item of the photo (None without decisions)."""
+        if not self.decided:
+            return None
+        return any(d.decision is not None and d.decision.hazard is not None for d in self.detections)
 
     def to_dict(self) -> dict[str, object]:
         if self.error is not None:
             return {"image": self.image, "error": self.error}
-        return {"image": self.image, "width": self.width, "height": self.height, "model": self.model,
-                "detections": [d.to_dict() for d in self.detections]}
+        out: dict[str, object] = {"image": self.image, "width": self.width, "height": self.height,
+                                  "model": self.model, "detections": [d.to_dict() for d in self.detections]}
+        if self.classifier is not None:
+            out["classifier"] = self.classifier
+        if self.decided:
+            out["hazard"] = self.hazard
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -409,8 +449,27 @@ def iter_images(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield p
 
 
-def detect_image(path: Path, detector: Detector, taxonomy: Taxonomy | None) -> ImageResult:
-    """Detect one image file; an unreadable file gives a result with ``error`` set."""
+def file_warnings(path: Path) -> tuple[str, ...]:
+    """What is wrong with an image file that still decodes: a JPEG without its end-of-image marker was cut
+    short (OpenCV decodes the part that arrived and pads the rest with grey)."""
+    with path.open("rb") as fh:
+        head = fh.read(3)
+        if head[:2] != b"\xff\xd8":
+            return ()
+        fh.seek(max(0, path.stat().st_size - 64))
+        tail = fh.read()
+    if b"\xff\xd9" not in tail:
+        return ("truncated JPEG: no end-of-image marker (the file was cut short; part of the picture is missing)",)
+    return ()
+
+
+Decider = Callable[[npt.NDArray[np.uint8], Detections], "list[StillDecision]"]
+
+
+def detect_image(path: Path, detector: Detector, taxonomy: Taxonomy | None,
+                 decider: Decider | None = None, classifier: str | None = None) -> ImageResult:
+    """Detect one image file (and decide each box with ``decider``); an unreadable file gives a result with
+    ``error`` set."""
     if not path.is_file():
         return ImageResult(str(path), error="no such file")
     image: npt.NDArray[np.uint8] | None = cv2.imread(str(path), cv2.IMREAD_COLOR)  # type: ignore[assignment]
@@ -418,9 +477,12 @@ def detect_image(path: Path, detector: Detector, taxonomy: Taxonomy | None) -> I
         return ImageResult(str(path), error="cannot decode the file as an image (corrupt or not an image)")
     dets = detector(image)
     names = detector.names
-    objects = tuple(_describe(xyxy, float(c), names[int(k)], taxonomy)
-                    for xyxy, c, k in zip(dets.xyxy, dets.confidence, dets.class_id, strict=True))
-    return ImageResult(str(path), int(image.shape[1]), int(image.shape[0]), detector.version, objects)
+    decisions: list[StillDecision | None] = list(decider(image, dets)) if decider is not None else [None] * len(dets)
+    objects = tuple(replace(_describe(xyxy, float(c), names[int(k)], taxonomy), decision=d)
+                    for xyxy, c, k, d in zip(dets.xyxy, dets.confidence, dets.class_id, decisions, strict=True))
+    return ImageResult(str(path), int(image.shape[1]), int(image.shape[0]), detector.version, objects,
+                       warnings=file_warnings(path), decided=decider is not None,
+                       classifier=classifier if decider is not None else None)
 
 
 def _describe(xyxy: np.ndarray, confidence: float, name: str, taxonomy: Taxonomy | None) -> DetectedObject:
@@ -432,8 +494,8 @@ def _describe(xyxy: np.ndarray, confidence: float, name: str, taxonomy: Taxonomy
                           taxonomy.hazard_of(name) if known and taxonomy else None)
 
 
-def detect_paths(paths: Iterable[str | Path], detector: Detector,
-                 taxonomy: Taxonomy | None) -> Iterator[ImageResult]:
+def detect_paths(paths: Iterable[str | Path], detector: Detector, taxonomy: Taxonomy | None,
+                 decider: Decider | None = None, classifier: str | None = None) -> Iterator[ImageResult]:
     """The logic of ``sortloop detect``: one ``ImageResult`` per image file, in order."""
     for path in iter_images(paths):
-        yield detect_image(path, detector, taxonomy)
+        yield detect_image(path, detector, taxonomy, decider, classifier)

@@ -191,7 +191,9 @@ def test_build_refuses_to_write_into_shared(fake_shared: tuple[Path, Path]) -> N
 def test_small_build_on_shared_data(tmp_path: Path) -> None:
     m = build_dataset(tmp_path / "ds", shared_root=SHARED, seed=0, synth_n=8, sim_n=4, limit_per_source=12,
                       imgsz=160, workers=1)
-    assert {s.name for s in m.sources} == {"trashnetpp", "ewaste-devices", "ewaste-classes", "trashnet-objects"}
+    assert {s.name for s in m.sources} == {"trashnetpp", "ewaste-devices", "ewaste-classes", "trashnet-objects",
+                                           "clothing"}
+    assert m.images["test"].get("clothing", 0) > 0  # the garment photos of the test split, listed on their own
     assert sum(m.images["train"].values()) > 0 and m.synthetic_share["train"] > 0
     assert "trashnetpp:E-waste" in m.refinement
     for img in (tmp_path / "ds" / "images" / "train").iterdir():
@@ -203,7 +205,8 @@ def test_project_source_maps_are_valid() -> None:
     from training.sources import load_source_maps
 
     maps = {m.name: m for m in load_source_maps(taxonomy=load_taxonomy())}
-    assert set(maps) == {"trashnetpp", "ewaste-devices", "ewaste-classes", "trashnet-objects"}
+    assert set(maps) == {"trashnetpp", "ewaste-devices", "ewaste-classes", "trashnet-objects", "clothing"}
+    assert set(maps["clothing"].classes.values()) == {"textile"} and maps["clothing"].labels_csv == "labels.csv"
     assert maps["trashnetpp"].refine["E-waste"].teacher_classes["tv"] == "monitor"
     assert maps["ewaste-classes"].classes["Microwave"] == "drop"
     assert maps["trashnet-objects"].overrides["metal/metal5.jpg"] == "metal"
@@ -219,6 +222,7 @@ def test_project_source_maps_are_valid() -> None:
      "at least 1"),
     ("kind: crops\nfolders: {train: train}\nclasses: {A: battery}\nheldout_per_class: {phone: 5}",
      "no class this source maps to"),
+    ("kind: boxes\nclasses: {A: battery}\nlabels_csv: labels.csv", "for crop sources only"),
 ])
 def test_bad_source_maps_name_the_file(tmp_path: Path, body: str, match: str) -> None:
     from training.sources import SourceError, load_source_map
@@ -228,6 +232,36 @@ def test_bad_source_maps_name_the_file(tmp_path: Path, body: str, match: str) ->
     with pytest.raises(SourceError, match=match) as err:
         load_source_map(path, load_taxonomy())
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(("csv_text", "found", "match"), [
+    ("image,label\na.jpg,Shirt\nb.jpg,Hat\nc.jpg,Shirt\ngone.jpg,Shirt\n", {"textile": 3}, None),
+    ("file,class\na.jpg,Shirt\n", None, "needs the columns 'image' and 'label'"),
+    (None, None, "labels file .* not found"),
+])
+def test_crop_source_labelled_by_a_csv(tmp_path: Path, csv_text: str | None, found: dict | None,
+                                       match: str | None) -> None:
+    """A flat folder of crops labelled by a CSV (the clothing source): files the CSV names and that exist."""
+    from training.sources import SourceError, load_source_map, read_crop_source
+
+    root = tmp_path / "datasets" / "wear"
+    (root / "images").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg", "c.jpg", "unlisted.jpg"):
+        cv2.imwrite(str(root / "images" / name), white_crop(len(name)))
+    if csv_text is not None:
+        (root / "labels.csv").write_text(csv_text)
+    path = tmp_path / "wear.yaml"
+    path.write_text("name: wear\npath: datasets/wear\nkind: crops\nlicence: l\nattribution: a\n"
+                    "labels_csv: labels.csv\nfolders: {images: split}\nclasses: {Shirt: textile, Hat: textile}\n")
+    smap = load_source_map(path, load_taxonomy())
+    if match is not None:
+        with pytest.raises(SourceError, match=match):
+            read_crop_source(smap, tmp_path)
+        return
+    crops, stats = read_crop_source(smap, tmp_path)
+    assert {c.class_name: sum(1 for x in crops if x.class_name == c.class_name) for c in crops} == found
+    assert sorted(c.image_path.name for c in crops) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert stats.mapped == {"Shirt → textile": 2, "Hat → textile": 1}
 
 
 def test_limit_spreads_over_the_source() -> None:

@@ -143,3 +143,37 @@ def test_write_scenes_is_deterministic_and_records_parents(tmp_path: Path) -> No
     belt = write_scenes(tmp_path / "c", 2, "belt", cutouts=cutouts, backgrounds=[], seed=7, imgsz=160, prefix="val")
     assert all(s.group.startswith("synth-belt:") for s in belt) and belt[0].group != belt[1].group
     assert all(b.class_name == "battery" for s in belt for b in s.boxes)
+
+
+def test_plain_scenes_hold_one_to_four_items_at_wide_scales(tmp_path: Path) -> None:
+    """The "plain" scenes (domain randomisation for photos taken off the belt): a procedural surface, one to four
+    cut-outs, boxes inside the image, the same files for the same seed."""
+    cutouts = []
+    from training.cutouts import Cutout
+
+    for i, cls in enumerate(("battery", "can", "plastic")):
+        img, truth = white_photo(seed=i)
+        path = tmp_path / "cut" / cls / f"{i}.png"
+        path.parent.mkdir(parents=True)
+        cv2.imwrite(str(path), to_rgba(img, truth))
+        cutouts.append(Cutout(path, cls, "test", "train", f"test:{i}", path))
+    a = write_scenes(tmp_path / "a", 12, "plain", cutouts=cutouts, backgrounds=[], seed=3, imgsz=160, prefix="train")
+    b = write_scenes(tmp_path / "b", 12, "plain", cutouts=cutouts, backgrounds=[], seed=3, imgsz=160, prefix="train")
+    assert [s.image_path.read_bytes() for s in a] == [s.image_path.read_bytes() for s in b]
+    assert all(s.source == "synth-plain" and 1 <= len(s.boxes) <= 4 for s in a)
+    sides = []
+    for s in a:
+        assert max(s.width, s.height) == 160
+        for box in s.boxes:
+            x1, y1, x2, y2 = box.xyxy
+            assert 0 <= x1 < x2 <= s.width and 0 <= y1 < y2 <= s.height
+            sides.append(max(x2 - x1, y2 - y1) / 160)
+    assert min(sides) < 0.2 and max(sides) > 0.4  # small cells and items that fill much of the photo
+
+
+def test_plain_backgrounds_vary() -> None:
+    from training.synth import plain_background
+
+    rng = np.random.default_rng(0)
+    means = [plain_background(64, 48, rng).reshape(-1, 3).mean(axis=0) for _ in range(20)]
+    assert np.ptp(np.array(means), axis=0).min() > 60  # not one surface: colours and brightness spread widely

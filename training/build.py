@@ -45,7 +45,7 @@ from training.validate import ValidationReport, file_sha256, validate
 log = logging.getLogger(__name__)
 
 SHARED_ROOT = Path(__file__).resolve().parents[1].parent / "shared"
-SYNTHETIC_SOURCES = ("synth-belt", "synth-real", "sim")
+SYNTHETIC_SOURCES = ("synth-belt", "synth-real", "synth-plain", "sim")
 
 
 class BuildError(RuntimeError):
@@ -141,12 +141,17 @@ def _split_real(photos: list[Sample], crops: list[Crop], *, seed: int, fractions
     return splits, crop_split
 
 
+def _in_split(crop_split: dict[Path, str], split: str) -> Callable[[Crop], bool]:
+    """Crops of the 'split' pool that the plan put in ``split``."""
+    return lambda c: c.pool == "split" and crop_split.get(c.image_path) == split
+
+
 def _crop_samples(crops: Sequence[Crop], cutouts: Sequence[Cutout], keep: Callable[[Crop], bool], *,
                   source: str | None, whole_image: bool) -> list[Sample]:
     """Single-object crop photos as detection samples, boxed by their cut-out mask.
 
-    ``source`` names the samples' source (None: ``crops-<class>``); without an accepted cut-out a crop is boxed
-    as the whole image when ``whole_image``, else left out."""
+    ``source`` names the samples' source (None: ``crops-<class>``; "": the crop's own source); without an
+    accepted cut-out a crop is boxed as the whole image when ``whole_image``, else left out."""
     by_origin = {c.origin: c for c in cutouts}
     out = []
     for c in crops:
@@ -159,16 +164,17 @@ def _crop_samples(crops: Sequence[Crop], cutouts: Sequence[Cutout], keep: Callab
         if not (w and h):
             continue
         box = cut.bbox if cut is not None else (0.0, 0.0, float(w), float(h))
-        out.append(Sample(c.image_path, w, h, [Box(box, c.class_name)], source=source or f"crops-{c.class_name}",
-                          group=c.group))
+        name = c.source if source == "" else source or f"crops-{c.class_name}"
+        out.append(Sample(c.image_path, w, h, [Box(box, c.class_name)], source=name, group=c.group))
     return out
 
 
 def _synthetic(parts: Parts, cutouts: Sequence[Cutout], crop_split: dict[Path, str], *, out_dir: Path,
-               seed: int, synth_n: int, imgsz: int, fractions: Sequence[float], workers: int) -> None:
+               seed: int, synth_n: int, imgsz: int, fractions: Sequence[float], workers: int,
+               plain_n: int = 0) -> None:
     for split, frac in zip(SPLITS, fractions, strict=True):
-        n = round(synth_n * frac)
-        if n == 0:
+        n, n_plain = round(synth_n * frac), round(plain_n * frac)
+        if n + n_plain == 0:
             continue
         pool = [c for c in cutouts if crop_split.get(c.origin) == split]
         if not pool and split != "train":  # tiny builds: val and test may share the held-out cut-outs
@@ -178,7 +184,9 @@ def _synthetic(parts: Parts, cutouts: Sequence[Cutout], crop_split: dict[Path, s
                              "report (sortloop data cutouts)")
         backgrounds = [s for s in parts.splits[split] if s.source in ("trashnetpp", "ewaste-devices")]
         gen = out_dir / "generated" / "synth" / split
-        for kind, k in (("belt", n - n // 2), ("real", n // 2)):
+        for kind, k in (("belt", n - n // 2), ("real", n // 2), ("plain", n_plain)):
+            if k == 0:
+                continue
             parts.splits[split] += write_scenes(gen, k, kind, cutouts=pool, backgrounds=backgrounds,  # type: ignore[arg-type]
                                                 seed=seed + SPLITS.index(split), imgsz=imgsz, prefix=split,
                                                 workers=workers)
@@ -327,7 +335,7 @@ def build_dataset(out_dir: Path, *, shared_root: Path = SHARED_ROOT, seed: int =
                   sim_n: int = 600, limit_per_source: int | None = None, imgsz: int = 640,
                   taxonomy: Taxonomy | None = None, sources_dir: Path = SOURCES_DIR,
                   fractions: Sequence[float] = (0.8, 0.1, 0.1), workers: int = 0,
-                  crop_photos: bool = True, spare: int = 0) -> Manifest:
+                  crop_photos: bool = True, spare: int = 0, plain_n: int = 0) -> Manifest:
     """Build the YOLO dataset in ``out_dir`` and return its manifest (also saved as manifest.json).
 
     ``crop_photos``: training crops (single-object photos) also go into the training split as they are, boxed
@@ -337,6 +345,10 @@ def build_dataset(out_dir: Path, *, shared_root: Path = SHARED_ROOT, seed: int =
     ``spare``: with ``limit_per_source``, up to this many of the images each source has beyond the limit are
     written as evaluation lists ``lists/spare_<source>.txt`` and ``lists/spare_<class>_crops.txt`` (none
     that resembles an image the build read): a larger held-out set at no cost to the training split.
+
+    ``plain_n``: scenes of one to four cut-outs on procedural table, floor, carpet and cloth surfaces at a wide
+    range of scales, batteries weighted up and every other class as a hard negative (domain randomisation for
+    photos of items taken off the belt).
 
     ``workers`` processes cut out and paint scenes (0: up to 4, by CPU count); the output does not depend
     on it. They start through multiprocessing's forkserver, so a script that calls this with workers > 1
@@ -365,8 +377,11 @@ def build_dataset(out_dir: Path, *, shared_root: Path = SHARED_ROOT, seed: int =
         parts.splits["train"] += _crop_samples(crops, parts.cutouts.cutouts,
                                                lambda c: crop_split.get(c.image_path) == "train",
                                                source="crop-photos", whole_image=False)
+    for split in HELDOUT:  # split-pool crops of val/test: real photos no split trained on, listed per source
+        parts.splits[split] += _crop_samples(crops, parts.cutouts.cutouts, _in_split(crop_split, split),
+                                             source="", whole_image=True)
     _synthetic(parts, parts.cutouts.cutouts, crop_split, out_dir=out_dir, seed=seed, synth_n=synth_n, imgsz=imgsz,
-               fractions=fractions, workers=workers)
+               fractions=fractions, workers=workers, plain_n=plain_n)
     _simulated(parts, crop_split, out_dir=out_dir, seed=seed, sim_n=sim_n, imgsz=imgsz, taxonomy=tax,
                fractions=fractions, workers=workers)
     if spare:
@@ -375,7 +390,8 @@ def build_dataset(out_dir: Path, *, shared_root: Path = SHARED_ROOT, seed: int =
     write_data_yaml(out_dir, tax.names, {"train": "images/train", "val": "images/val", "test": "images/test"})
     settings: dict[str, object] = {"synth_n": synth_n, "sim_n": sim_n, "limit_per_source": limit_per_source,
                                    "imgsz": imgsz, "fractions": list(fractions), "shared_root": str(shared_root),
-                                   "crop_photos": crop_photos, "spare": spare}
+                                   "crop_photos": crop_photos, "spare": spare,
+                                   "plain_n": plain_n}
     manifest = _manifest(parts, maps, tax, seed=seed, settings=settings)
     manifest.lists, manifest.files = lists, files
     manifest.save(out_dir / "manifest.json")

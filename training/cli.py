@@ -240,6 +240,27 @@ def recover_cmd(
 # ------------------------------------------------------------------------------------------------- eval
 
 
+def _eval_by_source(model: Path, build: Path, classifier: str | None, out: Path | None, as_json: bool) -> None:
+    from station.runtime import load_classifier, load_detector
+    from station.still import StillDecider
+    from station.taxonomy import load_taxonomy
+    from training.evaluate import STATION_CONFIG, station_config
+    from training.source_eval import evaluate_sources
+
+    cfg = station_config(STATION_CONFIG)
+    if classifier is not None:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+            update={"classifier": None if classifier == "none" else str(Path(classifier).resolve())})})
+    taxonomy = load_taxonomy(cfg.resolve(cfg.taxonomy))
+    det = load_detector(cfg, taxonomy, model)
+    report = evaluate_sources(build, det, StillDecider(cfg, taxonomy, load_classifier(cfg, taxonomy)), taxonomy)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sources.json").write_text(report.to_json())
+        (out / "sources.md").write_text(report.to_markdown() + "\n")
+    typer.echo(report.to_json() if as_json else report.to_markdown())
+
+
 def eval_cmd(
     model: Annotated[Path, typer.Option(help="ONNX model.")],
     data: Annotated[Path, typer.Option(help="data.yaml, YOLO folder or .txt list of images.")],
@@ -257,11 +278,21 @@ def eval_cmd(
     manifest: Annotated[Path | None, typer.Option(help="Training manifest.json for the model card.")] = None,
     registry: RegistryOpt = None,
     by: ByOpt = None,
+    by_source: Annotated[bool, typer.Option(
+        "--by-source", help="Cross-source report: --data is a build folder; each real held-out list "
+        "(lists/test_<source>.txt) through the station's still-photo decision (detector, decision rule, crop "
+        "classifier): found, right stream, hazard recall, false hazard, textile found.")] = False,
+    classifier: Annotated[str | None, typer.Option(
+        help="With --by-source: crop classifier ONNX for the second look ('none' for none; default: "
+        "configs/station.yaml's).")] = None,
 ) -> None:
     """Evaluate a model through the station's detector: mAP, stream confusion, hazard recall, calibration."""
     from training.evaluate import HazardRule, evaluate, save_report
     from training.registry import model_card
 
+    if by_source:
+        _eval_by_source(model, data, classifier, out, as_json)
+        return
     rule = HazardRule.of_station() if station_hazards else None
     report = evaluate(model, data, split=split, conf=conf, iou=iou, hazard_rule=rule)
     if out is not None:

@@ -34,6 +34,8 @@ def build(
     synth_n: Annotated[int, typer.Option(help="Synthetic pasted scenes (all splits).")] = 2000,
     sim_n: Annotated[int, typer.Option(help="Simulator renders (all splits); 0 for none.")] = 600,
     limit: Annotated[int | None, typer.Option(help="At most this many images per source (quick builds).")] = None,
+    plain_n: Annotated[int, typer.Option(help="Scenes of a few cut-outs on procedural table, floor and cloth "
+                                              "surfaces at wide scales, batteries weighted up (all splits).")] = 0,
     imgsz: Annotated[int, typer.Option(help="Long side of generated images (px).")] = 640,
     crop_photos: Annotated[bool, typer.Option(help="Training crops also as photos (boxed by their cut-out), "
                                                    "not only pasted into scenes.")] = True,
@@ -51,7 +53,7 @@ def build(
     try:
         manifest = build_dataset(out, shared_root=root, seed=seed, synth_n=synth_n, sim_n=sim_n,
                                  limit_per_source=limit, imgsz=imgsz, crop_photos=crop_photos,
-                                 spare=spare)
+                                 spare=spare, plain_n=plain_n)
     except (BuildError, SourceError, FormatError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(manifest.table())

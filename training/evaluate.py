@@ -57,7 +57,7 @@ class HazardRule:
     @classmethod
     def of_station(cls, path: Path = STATION_CONFIG) -> HazardRule:
         """The rule of configs/station.yaml (its defaults when the file is absent)."""
-        cfg = _station_config(path)
+        cfg = station_config(path)
         return cls(cfg.model.hazard_floor, cfg.decision.hazard_doubt)
 
 
@@ -373,7 +373,7 @@ def reliability(conf: Sequence[float], correct: Sequence[bool],
 # ------------------------------------------------------------------------------------------ evaluation
 
 
-def _station_config(path: Path) -> StationConfig:
+def station_config(path: Path) -> StationConfig:
     """configs/station.yaml, or the station's defaults when the file is absent."""
     from station.config import load_config
 
@@ -382,7 +382,7 @@ def _station_config(path: Path) -> StationConfig:
 
 def operating_conf(path: Path = STATION_CONFIG) -> float:
     """The station's detection threshold (configs/station.yaml model.confidence, else its default)."""
-    return _station_config(path).model.confidence
+    return station_config(path).model.confidence
 
 
 def _run(detector: Detector, images: list[_Image], taxonomy: Taxonomy) -> float:

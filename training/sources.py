@@ -7,10 +7,11 @@ on purpose by a COCO-pretrained teacher (``refine_coarse``); its outputs are cac
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,10 @@ class SourceMap(BaseModel):
         "(val/test scenes only) or split (by near-duplicate group).")
     overrides: dict[str, str] = Field(default_factory=dict,
                                       description="Per-file class (path relative to the source) or 'drop'.")
+    labels_csv: str | None = Field(
+        None, description="Crop sources whose images lie in one flat folder: a CSV file (relative to the source) "
+        "with columns 'image' (file name in each folder of 'folders') and 'label' (the source label); without it "
+        "each folder holds one sub-folder per label.")
     heldout_per_class: dict[str, int] = Field(
         default_factory=dict, description="Crop sources: per taxonomy class, this many crops of its 'train' "
         "folders held out as well (evaluation and val/test scenes only), evenly spread over the sorted file "
@@ -79,6 +84,8 @@ class SourceMap(BaseModel):
             raise ValueError(f"refine: labels {unknown} are not in classes; add them to classes first")
         if self.kind == "crops" and not self.folders:
             raise ValueError("crops source needs folders: {sub-folder: train|heldout|split}")
+        if self.labels_csv is not None and self.kind != "crops":
+            raise ValueError("labels_csv is for crop sources only; a box source reads its YOLO labels")
         if self.heldout_per_class and self.kind != "crops":
             raise ValueError("heldout_per_class is for crop sources only; a box source is split by group")
         bad = sorted(c for c, n in self.heldout_per_class.items() if n < 1)
@@ -216,24 +223,43 @@ def read_crop_source(smap: SourceMap, shared_root: Path, limit: int | None = Non
         base = root / sub
         if not base.is_dir():
             raise SourceError(f"source {smap.name}: folder {base} not found; fix 'folders' in its map")
-        for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-            images = list_images(label_dir)
+        for label, images in _labelled_images(smap, root, base):
             held: list[Path] = []
             if pool == "train":  # chosen before the limit, so a limited build holds out the same files
-                held, images = spread_split(images, smap.heldout_per_class.get(smap.target(label_dir.name), 0))
+                held, images = spread_split(images, smap.heldout_per_class.get(smap.target(label), 0))
             images, rest = spread_split(images, limit)
             chosen: list[tuple[Pool, list[Path]]] = [(pool, images), ("heldout", held)]
             for crop_pool, paths in chosen:
-                for img, target in _crop_targets(paths, label_dir.name, smap, root):
+                for img, target in _crop_targets(paths, label, smap, root):
                     if target == DROP:
-                        stats.dropped[label_dir.name] += 1
+                        stats.dropped[label] += 1
                         continue
-                    stats.mapped[f"{label_dir.name} → {target}"] += 1
+                    stats.mapped[f"{label} → {target}"] += 1
                     crops.append(Crop(img, target, smap.name, crop_pool, _crop_group(img, smap, root)))
             if left_out is not None:
                 left_out += [Crop(img, target, smap.name, pool, _crop_group(img, smap, root))
-                             for img, target in _crop_targets(rest, label_dir.name, smap, root) if target != DROP]
+                             for img, target in _crop_targets(rest, label, smap, root) if target != DROP]
     return crops, stats
+
+
+def _labelled_images(smap: SourceMap, root: Path, base: Path) -> list[tuple[str, list[Path]]]:
+    """(source label, sorted images) of one crop folder: its label sub-folders, or its files by ``labels_csv``."""
+    if smap.labels_csv is None:
+        return [(d.name, list_images(d)) for d in sorted(p for p in base.iterdir() if p.is_dir())]
+    csv_path = root / smap.labels_csv
+    if not csv_path.is_file():
+        raise SourceError(f"source {smap.name}: labels file {csv_path} not found; fix 'labels_csv' in its map")
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and not {"image", "label"} <= set(rows[0]):
+        raise SourceError(f"source {smap.name}: {csv_path} needs the columns 'image' and 'label' (has "
+                          f"{', '.join(rows[0])})")
+    by_label: dict[str, list[Path]] = defaultdict(list)
+    for row in rows:
+        img = base / row["image"]
+        if img.is_file():
+            by_label[row["label"]].append(img)
+    return [(label, sorted(paths)) for label, paths in sorted(by_label.items())]
 
 
 def _crop_targets(images: Sequence[Path], label: str, smap: SourceMap, root: Path) -> list[tuple[Path, str]]:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 Image = npt.NDArray[Any]
 """uint8 BGR (h, w, 3) or BGRA (h, w, 4)."""
-SceneKind = Literal["belt", "real"]
+SceneKind = Literal["belt", "real", "plain"]
 ALPHA_ON = 128
 
 # Object long side as a share of the scene's long side, per class (default for the others).
@@ -37,6 +37,12 @@ SIZE_RANGE: dict[str, tuple[float, float]] = {
     "pcb": (0.12, 0.3), "keyboard": (0.3, 0.55), "laptop": (0.3, 0.5), "monitor": (0.3, 0.5),
 }
 DEFAULT_SIZE = (0.12, 0.32)
+# "plain" scenes (one to four items on a table, floor, carpet, cloth or paper, as someone photographs an item):
+# a much wider scale range, down to an AA cell at the size it has on the belt and up to an item filling the photo.
+PLAIN_SIZE: dict[str, tuple[float, float]] = {"battery": (0.05, 0.7), "textile": (0.35, 0.9)}
+PLAIN_DEFAULT_SIZE = (0.12, 0.7)
+PLAIN_HAZARD_WEIGHT = 4.0
+"""Weight of the battery class among a plain scene's items (the hard negatives are every other class)."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +108,54 @@ def _simulator_belt(width: int, height: int, rng: np.random.Generator) -> Image 
     return np.asarray(belt_texture(width, height, rng, rails=rails), dtype=np.uint8)
 
 
+def _surface_colour(rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    """BGR of a surface: mostly whites, greys, beiges and wood browns; now and then a saturated colour."""
+    if rng.random() < 0.2:
+        return rng.uniform(20, 245, size=3)
+    grey = rng.uniform(25, 250)
+    warm = rng.uniform(-5, 35) * (1 if rng.random() < 0.6 else 0.2)
+    return np.clip(np.array([grey - warm, grey - warm * 0.4, grey + warm * 0.5]) + rng.normal(0, 6, 3), 0, 255)
+
+
+def _surface_texture(style: int, height: int, width: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """Brightness offsets of a surface: 0 plain, 1 wood grain, 2 carpet or felt, 3 fabric weave, 4 tiles."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    tex: npt.NDArray[np.float32] = np.zeros((height, width), np.float32)
+    if style == 1:
+        freq = rng.uniform(0.02, 0.12)
+        warp = cv2.resize(rng.normal(0, 8, (4, 4)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+        tex[:] = 18 * np.sin((yy + warp) * freq) + rng.normal(0, 3, (height, width))
+    elif style == 2:
+        tex[:] = cv2.GaussianBlur(rng.normal(0, rng.uniform(10, 30), (height, width)).astype(np.float32), (0, 0), 1.2)
+    elif style == 3:
+        p = rng.uniform(2.0, 6.0)
+        tex[:] = 10 * np.sin(xx * np.pi / p) * np.sin(yy * np.pi / p) + rng.normal(0, 4, (height, width))
+    elif style == 4:
+        step = int(rng.integers(24, max(25, min(width, height) // 2)))
+        grout = (xx.astype(np.int64) % step < 2) | (yy.astype(np.int64) % step < 2)
+        tex[:] = np.where(grout, -40.0, 0.0) + rng.normal(0, 3, (height, width))
+    return tex
+
+
+def plain_background(width: int, height: int, rng: np.random.Generator) -> Image:
+    """A surface an item is photographed on: a plain or graded colour, wood grain, carpet or fabric weave,
+    tiles or paper, under uneven light. Domain randomisation: no single surface to learn."""
+    colour = _surface_colour(rng)
+    tex = _surface_texture(int(rng.integers(5)), height, width, rng)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    gx, gy = rng.uniform(-40, 40, size=2)
+    light = (gx * (xx / width - 0.5) + gy * (yy / height - 0.5)).astype(np.float32)
+    second = _surface_colour(rng) if rng.random() < 0.3 else colour
+    mix = (xx / width)[:, :, None] if rng.random() < 0.5 else (yy / height)[:, :, None]
+    base = colour[None, None, :] * (1 - mix) + second[None, None, :] * mix
+    return np.clip(base + (tex + light)[:, :, None], 0, 255).astype(np.uint8)
+
+
 def background_for(kind: SceneKind, size: tuple[int, int], rng: np.random.Generator) -> Image:
     """A belt background: mostly the simulator's textures, some of our own for variety."""
     w, h = size
+    if kind == "plain":
+        return plain_background(w, h, rng)
     if kind == "belt" and rng.random() < 0.7:
         sim = _simulator_belt(w, h, rng)
         if sim is not None and sim.shape[:2] == (h, w):
@@ -261,18 +312,19 @@ def augment(scene: Scene, aug: Any) -> Scene:
 
 
 def _pick_items(cutouts: Sequence[Cutout], n: int, long_side: int, rng: np.random.Generator,
-                params: SynthParams) -> list[tuple[Image, str]]:
+                params: SynthParams, plain: bool = False) -> list[tuple[Image, str]]:
     by_class: dict[str, list[Cutout]] = {}
     for c in cutouts:
         by_class.setdefault(c.class_name, []).append(c)
     classes = sorted(by_class)
-    weights = np.array([params.battery_weight if c == "battery" else 1.0 for c in classes])
+    hazard = PLAIN_HAZARD_WEIGHT if plain else params.battery_weight
+    weights = np.array([hazard if c == "battery" else 1.0 for c in classes])
     items = []
     for _ in range(n):
         name = classes[int(rng.choice(len(classes), p=weights / weights.sum()))]
         pool = by_class[name]
         cut = pool[int(rng.integers(len(pool)))]
-        lo, hi = SIZE_RANGE.get(name, DEFAULT_SIZE)
+        lo, hi = PLAIN_SIZE.get(name, PLAIN_DEFAULT_SIZE) if plain else SIZE_RANGE.get(name, DEFAULT_SIZE)
         side = max(12, int(long_side * rng.uniform(lo, hi)))
         items.append((transform_cutout(_load_rgba(str(cut.path)), side, rng), name))
     return items
@@ -294,7 +346,7 @@ def _fit_background(sample: Sample, imgsz: int) -> tuple[Image, list[Box]] | Non
 def make_scene(index: int, kind: SceneKind, *, cutouts: Sequence[Cutout], backgrounds: Sequence[Sample],
                seed: int, imgsz: int, params: SynthParams = SynthParams()) -> tuple[Scene, str]:
     """One augmented scene and its parent group; deterministic for (seed, index, kind)."""
-    scene_seed = (seed * 1_000_003 + index * 7919 + (0 if kind == "belt" else 1)) % (2**32)
+    scene_seed = (seed * 1_000_003 + index * 7919 + {"belt": 0, "real": 1, "plain": 2}[kind]) % (2**32)
     rng = np.random.default_rng(scene_seed)
     group = f"synth-{kind}:{seed}:{index}"
     existing: list[Box] = []
@@ -306,11 +358,14 @@ def make_scene(index: int, kind: SceneKind, *, cutouts: Sequence[Cutout], backgr
             group = parent.group or str(parent.image_path)
         else:
             bg = background_for("belt", (imgsz, imgsz), rng)
+    elif kind == "plain":
+        height = imgsz if rng.random() < 0.4 else int(imgsz * rng.uniform(0.6, 0.9))
+        bg = background_for("plain", (imgsz, height) if rng.random() < 0.5 else (height, imgsz), rng)
     else:
         height = imgsz if rng.random() < 0.5 else max(64, int(imgsz * 9 / 16) // 32 * 32)
         bg = background_for("belt", (imgsz, height), rng)
-    n = int(rng.integers(params.items_min, params.items_max + 1))
-    items = _pick_items(cutouts, n, max(bg.shape[:2]), rng, params)
+    n = int(rng.integers(1, 5)) if kind == "plain" else int(rng.integers(params.items_min, params.items_max + 1))
+    items = _pick_items(cutouts, n, max(bg.shape[:2]), rng, params, plain=kind == "plain")
     scene = compose(bg, existing, items, rng, params)
     return augment(scene, scene_augmentation(scene_seed)), group
 
