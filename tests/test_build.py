@@ -300,3 +300,22 @@ def test_spare_images_are_unseen(tmp_path: Path, fake_shared: tuple[Path, Path],
     plain = build_dataset(tmp_path / "plain", shared_root=root, sources_dir=maps, seed=1, synth_n=0, sim_n=0,
                           imgsz=160, limit_per_source=10, workers=1)
     assert not plain.spare and not any(k.startswith("spare_") for k in plain.lists)
+
+
+def test_cutouts_smaller_than_their_sources_min_box_area_are_parts(tmp_path: Path) -> None:
+    """A garment fills its photo: a cut-out box under ``min_box_area`` of the photo is a part (one shoe of a pair),
+    left out and counted as rejected; other sources keep theirs."""
+    from training.build import _drop_part_cutouts
+    from training.cutouts import Cutout
+
+    photo = tmp_path / "p.jpg"
+    cv2.imwrite(str(photo), white_crop(1))  # 120 × 120
+    cuts = [Cutout(tmp_path / f"{i}.png", cls, src, "split", f"g{i}", photo, box)
+            for i, (cls, src, box) in enumerate([("textile", "wear", (0, 0, 100, 100)),
+                                                 ("textile", "wear", (0, 0, 30, 120)),
+                                                 ("battery", "cells", (0, 0, 30, 30))])]
+    report = CutoutReport(cutouts=cuts)
+    report.accepted.update({"textile": 2, "battery": 1})
+    kept = _drop_part_cutouts(report, {"wear": 0.35, "cells": 0.0})
+    assert [c.group for c in kept.cutouts] == ["g0", "g2"]
+    assert kept.accepted["textile"] == 1 and kept.rejected["textile"] == 1 and kept.reasons["part_of_item"] == 1

@@ -141,6 +141,25 @@ def _split_real(photos: list[Sample], crops: list[Crop], *, seed: int, fractions
     return splits, crop_split
 
 
+def _drop_part_cutouts(report: CutoutReport, min_area: dict[str, float]) -> CutoutReport:
+    """Cut-outs smaller than their source's ``min_box_area`` share of the photo are parts, not items: counted as
+    rejected (their class, reason ``part_of_item``) and left out."""
+    kept = []
+    for c in report.cutouts:
+        w, h = image_size(c.origin)
+        x1, y1, x2, y2 = c.bbox
+        if w and h and (x2 - x1) * (y2 - y1) < min_area.get(c.source, 0.0) * w * h:
+            report.accepted[c.class_name] -= 1
+            report.rejected[c.class_name] += 1
+            report.reasons["part_of_item"] += 1
+            continue
+        kept.append(c)
+    if len(kept) < len(report.cutouts):
+        log.info("cut-outs: %d left out as parts of their item (min_box_area)", len(report.cutouts) - len(kept))
+    report.cutouts = kept
+    return report
+
+
 def _in_split(crop_split: dict[Path, str], split: str) -> Callable[[Crop], bool]:
     """Crops of the 'split' pool that the plan put in ``split``."""
     return lambda c: c.pool == "split" and crop_split.get(c.image_path) == split
@@ -369,7 +388,8 @@ def build_dataset(out_dir: Path, *, shared_root: Path = SHARED_ROOT, seed: int =
     splits, crop_split = _split_real(parts.validation.samples, crops, seed=seed, fractions=fractions, work=work)
     parts.splits = splits
     workers = workers or min(4, os.cpu_count() or 1)
-    parts.cutouts = make_cutouts(crops, work / "cutouts", CutoutParams(), workers=workers)
+    parts.cutouts = _drop_part_cutouts(make_cutouts(crops, work / "cutouts", CutoutParams(), workers=workers),
+                                       {m.name: m.min_box_area for m in maps})
     # held-out crops: evaluation images only (whole image when the cut-out failed)
     parts.crops_eval = _crop_samples(crops, parts.cutouts.cutouts, lambda c: c.pool == "heldout", source=None,
                                      whole_image=True)

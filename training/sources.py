@@ -71,6 +71,11 @@ class SourceMap(BaseModel):
         None, description="Crop sources whose images lie in one flat folder: a CSV file (relative to the source) "
         "with columns 'image' (file name in each folder of 'folders') and 'label' (the source label); without it "
         "each folder holds one sub-folder per label.")
+    min_box_area: float = Field(
+        0.0, ge=0, lt=1, description="Crop sources whose item fills most of each photo: a cut-out whose box covers "
+        "less than this share of its photo is taken for a part of the item (a sleeve, one of a pair of shoes, a "
+        "hem) and is used neither as a box nor pasted into scenes; the photo is then boxed whole in evaluation "
+        "lists and left out of the training photos.")
     heldout_per_class: dict[str, int] = Field(
         default_factory=dict, description="Crop sources: per taxonomy class, this many crops of its 'train' "
         "folders held out as well (evaluation and val/test scenes only), evenly spread over the sorted file "
