@@ -6,9 +6,16 @@ as soon as its cause is: nothing stale is carried.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from station.actuate import Actuator
+
+log = logging.getLogger(__name__)
 
 
 class Level(IntEnum):
@@ -103,3 +110,12 @@ def growth_within(marks: deque[tuple[float, int]], total: int, now: float, windo
     while len(marks) > 1 and marks[1][0] <= now - window_s:
         marks.popleft()
     return total - marks[0][1]
+
+
+def probe(actuator: Actuator) -> bool:
+    """The actuator's ``healthy()``; one that raises is a link that is not there."""
+    try:
+        return bool(actuator.healthy())
+    except Exception as exc:  # any error of the probe itself
+        log.warning("actuator health probe failed: %s", exc)
+        return False

@@ -23,7 +23,7 @@ from station.decide import DecisionLine
 from station.detections import Detections
 from station.events import Actuation, ActuationStatus, Alarm, Decision, Severity
 from station.frames import Frame
-from station.health import Health, HealthInputs, assess, growth_within
+from station.health import Health, HealthInputs, assess, growth_within, probe
 from station.record import STORE_ERRORS, Recorder
 from station.route import BeltSpeed, Router
 from station.spool import Spool, SpooledAlarm, SpooledRecord
@@ -105,6 +105,7 @@ class Station:
         self.recorder = Recorder(cfg, store, actuator, metrics, self.spool, alarm=self._alarm,
                                  failsafe=self._failsafe, hold=self._hold_reason)
         self._holding: _Routed | None = None  # the decision the act worker has in hand
+        self._alarm_store = store.sibling(0.2)  # an alarm never stalls its thread on a locked database
         self._actuator_ok = True
         self._lost_marks = deque([(time.monotonic(), 0)])  # (when, running total) for "in the last minutes"
         self._drop_marks = deque([(time.monotonic(), 0)])
@@ -148,6 +149,11 @@ class Station:
         for w in self.workers:
             w.join(5)
         self.routed.close()
+        if len(self.spool):
+            log.error("stopping with %d record(s) the store did not take%s", len(self.spool),
+                      "" if self.cfg.store.journal else " (no journal: they are lost)")
+        if self._alarm_store is not self.store:
+            self._alarm_store.close()
 
     def wait(self, duration: float | None = None) -> None:
         """Block until the source ends and all work drained, or ``duration`` seconds passed."""
@@ -334,7 +340,7 @@ class Station:
             try:
                 r = self.routed.get(timeout=0.2)
             except Closed:
-                self._drain_spool(w)
+                self.recorder.drain(self.cfg.store.retry_max_s * 2, w.beat, self._stop)
                 return
             if r is None:
                 self.recorder.flush()
@@ -344,14 +350,6 @@ class Station:
             self._holding = r
             self._finish(r, self.recorder.handle(r.decision, r.actuation))
             self._holding = None
-
-    def _drain_spool(self, w: Worker) -> None:
-        """At the end of a finite source: give the store a little time to take what waits."""
-        end = time.monotonic() + self.cfg.store.retry_max_s * 2
-        while len(self.spool) and time.monotonic() < end and not self._stop.is_set():
-            w.beat()
-            self.recorder.flush()
-            time.sleep(0.05)
 
     def _finish(self, r: _Routed, status: ActuationStatus) -> None:
         """Count a handled decision and raise its hazard alarm (naming the bin the item really went to)."""
@@ -405,7 +403,7 @@ class Station:
         timeout = self.cfg.actuator.timeout_s if at_start else 0.0
         end = time.monotonic() + timeout
         while True:
-            ok = _healthy(self.actuator)
+            ok = probe(self.actuator)
             if ok or time.monotonic() >= end:
                 break
             time.sleep(0.05)
@@ -486,15 +484,7 @@ class Station:
             self.spool.put(SpooledAlarm(alarm))
             return
         try:
-            self.store.add_alarm(alarm)
+            self._alarm_store.add_alarm(alarm)
         except STORE_ERRORS as exc:
             log.warning("alarm %s kept in the spool: %s", kind, exc)
             self.spool.put(SpooledAlarm(alarm))
-
-
-def _healthy(actuator: Actuator) -> bool:
-    try:
-        return bool(actuator.healthy())
-    except Exception as exc:  # a probe that raises is a link that is not there
-        log.warning("actuator health probe failed: %s", exc)
-        return False

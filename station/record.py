@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -157,6 +158,14 @@ class Recorder:
         return status
 
     # -- the spool --------------------------------------------------------------------------------------
+    def drain(self, within_s: float, beat: Callable[[], None], stop: threading.Event) -> None:
+        """At the end of a finite source: give the store a little time to take what waits."""
+        end = time.monotonic() + within_s
+        while len(self.spool) and time.monotonic() < end and not stop.is_set():
+            beat()
+            self.flush()
+            time.sleep(0.05)
+
     def flush(self) -> int:
         """Write what waits in the spool, when its back-off allows; lifts the store fail-safe once empty."""
         if not self.spool.due():

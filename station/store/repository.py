@@ -84,6 +84,13 @@ class Store:
         return cls.open(url.render_as_string(hide_password=False), config.resolve(config.store.evidence_dir),
                         crop_quality=config.store.crop_quality, busy_timeout_s=config.store.busy_timeout_s)
 
+    def sibling(self, busy_timeout_s: float) -> Store:
+        """The same store over its own connections that wait at most ``busy_timeout_s`` for a SQLite lock
+        (alarms from threads that must not stall); the store itself where that does not apply."""
+        if sqlite_file(self.engine.url) is None:
+            return self
+        return Store(make_engine(self.engine.url, round(busy_timeout_s * 1000)), self.evidence_dir, self.crop_quality)
+
     def close(self) -> None:
         self.engine.dispose()
 
