@@ -44,10 +44,29 @@ class ActuatorError(RuntimeError):
     """The actuator did not take a command; the message names the peer and the fix."""
 
 
-class Actuator(Protocol):
-    """Fires ejectors. ``fire`` returns once the peer has acknowledged the command."""
+class DeadlineMissed(ActuatorError):
+    """The command could not be handed over before its deadline, so it was not sent (never fired late)."""
 
-    def fire(self, actuation: Actuation) -> None: ...
+
+def check_deadline(deadline_wall: float | None, peer: str, actuation: Actuation) -> None:
+    """Raise DeadlineMissed when ``deadline_wall`` (Unix time) has passed: the command is not sent."""
+    if deadline_wall is not None and time.time() >= deadline_wall:
+        raise DeadlineMissed(f"{peer}: command for item {actuation.item_id} not sent, "
+                             f"{time.time() - deadline_wall:.3f} s past its send deadline")
+
+
+def _until(deadline_wall: float | None, timeout_s: float) -> float:
+    """The wait allowed: ``timeout_s``, shortened to the time left before ``deadline_wall``."""
+    if deadline_wall is None:
+        return timeout_s
+    return max(0.0, min(timeout_s, deadline_wall - time.time()))
+
+
+class Actuator(Protocol):
+    """Fires ejectors. ``fire`` returns once the peer has acknowledged the command; with ``deadline_wall`` it
+    raises DeadlineMissed rather than hand the command over after that Unix time."""
+
+    def fire(self, actuation: Actuation, deadline_wall: float | None = None) -> None: ...
 
     def set_failsafe(self, on: bool, reason: str) -> None:
         """Tell the PLC the station is in (or out of) fail-safe: fire nothing, every item rides to the
@@ -91,12 +110,13 @@ class SimulatedActuator:
         with self._lock:
             self._offline = offline
 
-    def fire(self, actuation: Actuation) -> None:
+    def fire(self, actuation: Actuation, deadline_wall: float | None = None) -> None:
         with self._lock:
             if self._closed:
                 raise ActuatorError("simulated actuator is closed; create a new one with make_actuator()")
             if self._offline:
                 raise ActuatorError("simulated actuator is offline; call set_offline(False) to bring it back")
+            check_deadline(deadline_wall, "simulated actuator", actuation)
             self._sent.append(SentCommand(actuation, time.time()))
 
     def healthy(self) -> bool:
@@ -226,13 +246,15 @@ class ModbusActuator:
         self._heartbeat: tuple[int, float] | None = None  # last value seen and when it last changed
         self._closed = False
 
-    def fire(self, actuation: Actuation) -> None:
+    def fire(self, actuation: Actuation, deadline_wall: float | None = None) -> None:
         payload = encode_mailbox(actuation)
         with self._lock:
             if self._closed:
                 raise ActuatorError(f"modbus {self.peer}: actuator is closed; create a new one")
+            check_deadline(deadline_wall, f"modbus {self.peer}", actuation)
             try:
                 seq = self._fresh(lambda: self._stage(payload))
+                check_deadline(deadline_wall, f"modbus {self.peer}", actuation)  # the strobe is the handover
                 self._write(HR_SEQ, [seq])  # the strobe: not retried, a resend could fire twice
                 self._seq = seq
                 result = self._await_latch(seq)
@@ -422,16 +444,18 @@ class MqttActuator:
     def telemetry_topic(self, kind: str) -> str:
         return f"{self.base_topic}/telemetry/{_topic_part(kind, 'telemetry kind')}"
 
-    def fire(self, actuation: Actuation) -> None:
+    def fire(self, actuation: Actuation, deadline_wall: float | None = None) -> None:
         topic = self.eject_topic(actuation.channel)
-        body = EjectCommand.of(actuation, self.station_id).to_json()
         deadline = time.monotonic() + self.timeout_s
         with self._lock:
             if self._closed:
                 raise ActuatorError(f"mqtt {self.peer}: actuator is closed; create a new one")
-            if not self._connected.wait(self.timeout_s):
+            connected = self._connected.wait(_until(deadline_wall, self.timeout_s))
+            check_deadline(deadline_wall, f"mqtt {self.peer}", actuation)
+            if not connected:
                 raise ActuatorError(f"mqtt broker {self.peer} unreachable: not connected within {self.timeout_s}s; "
                                     "check the broker / actuator.host and actuator.port")
+            body = EjectCommand.of(actuation, self.station_id).to_json()  # sent_at_wall: now
             info = self._client.publish(topic, body, qos=1)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))

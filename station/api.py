@@ -52,6 +52,12 @@ class StatusSnapshot:
     workers: dict[str, str] = field(default_factory=dict)
     last_error: str | None = None
     started_at: float | None = None
+    status: str = "ok"
+    """The health model's level (station.health): ok, degraded or failing."""
+    reasons: list[str] = field(default_factory=list)
+    spool: int = 0
+    missed_actuations: int = 0
+    corrupt_frames: int = 0
 
 
 class StatusProvider(Protocol):
@@ -74,7 +80,10 @@ def create_app(store: Store, status: StatusProvider, live: LiveView, metrics: St
 
 def _health(snapshot: StatusSnapshot) -> HealthOut:
     s = snapshot
-    return HealthOut(ok=s.running and s.source_ok, running=s.running, source_ok=s.source_ok,
+    ok = s.running and s.source_ok and s.status != "failing"
+    return HealthOut(ok=ok, status=s.status, reasons=list(s.reasons), spool=s.spool,
+                     missed_actuations=s.missed_actuations, corrupt_frames=s.corrupt_frames,
+                     running=s.running, source_ok=s.source_ok,
                      model_version=s.model_version, classifier_version=s.classifier_version, fps=s.fps,
                      frames=s.frames, dropped=s.dropped,
                      decisions=s.decisions, workers=dict(s.workers), last_error=s.last_error,
@@ -85,9 +94,10 @@ def _station_router(status: StatusProvider, live: LiveView, metrics: StationMetr
     router = APIRouter()
 
     @router.get("/health", response_model=HealthOut, tags=["station"],
-                responses={503: {"model": HealthOut, "description": "Not running, or the source is lost."}})
+                responses={503: {"model": HealthOut, "description": "Failing: not running, source lost, "
+                                 "fail-safe, a dead or stuck worker, the store refusing writes."}})
     def health(response: Response) -> HealthOut:
-        """The station's state: 200 when running with a working source, 503 otherwise (same body)."""
+        """The station's health: 200 when ok or degraded, 503 when failing (same body, with the reasons)."""
         out = _health(status.snapshot())
         response.status_code = 200 if out.ok else 503
         response.headers.update(NO_CACHE)

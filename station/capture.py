@@ -60,9 +60,16 @@ class _Pacer:
 
 
 class VideoFileSource:
-    """Frames of a video file; timestamps from the file's frame rate."""
+    """Frames of a video file; timestamps from the file's frame rate.
 
-    def __init__(self, path: str | Path, *, loop: bool = False, realtime: bool = True) -> None:
+    A frame that does not decode mid-file is skipped (the file is reopened past it), counted through
+    ``on_corrupt`` and reported through ``on_status`` (the station alarms and routes to manual until frames
+    decode again); ``max_bad_frames`` in a row end the file with a message saying where and why.
+    """
+
+    def __init__(self, path: str | Path, *, loop: bool = False, realtime: bool = True,
+                 on_status: StatusCallback | None = None, on_corrupt: Callable[[str], None] | None = None,
+                 max_bad_frames: int = 30) -> None:
         self.path = Path(path)
         self.name = f"video:{self.path.name}"
         if not self.path.is_file():
@@ -75,25 +82,64 @@ class VideoFileSource:
             raise SourceError(f"video file {self.path} cannot be decoded; check that it is a video OpenCV reads")
         self._loop = loop
         self._realtime = realtime
+        self._on_status = on_status or (lambda ok, detail: None)
+        self._on_corrupt = on_corrupt or (lambda detail: None)
+        self._max_bad = max_bad_frames
         self._stop = threading.Event()
+        self.corrupt = 0
+        self.ended_early: str | None = None
+        """Why the file ended before its last frame, or None."""
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
+        base = 0
         pacer = _Pacer(self.fps, self._realtime)
         while not self._stop.is_set():
-            cap = cv2.VideoCapture(str(self.path))
-            got = False
+            end = base
+            for pos, image in self._pass():
+                pacer.wait()
+                end = base + pos + 1
+                yield Frame(_u8(image), base + pos, (base + pos) / self.fps, None, self.name)
+            if not (self._loop and end > base) or self.ended_early:
+                return
+            base = end
+
+    def _pass(self) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+        """(position, image) of one pass over the file, skipping frames that do not decode."""
+        cap = cv2.VideoCapture(str(self.path))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        pos, bad = 0, 0
+        try:
             while not self._stop.is_set():
                 ok, image = cap.read()
-                if not ok:
-                    break
-                got = True
-                pacer.wait()
-                yield Frame(_u8(image), index, index / self.fps, None, self.name)
-                index += 1
+                if ok:
+                    if bad:
+                        self._on_status(True, f"video {self.path.name} decodes again at frame {pos}")
+                    pos, bad = pos + 1, 0
+                    yield pos - 1, _u8(image)
+                    continue
+                if total <= 0 or pos >= total:
+                    return
+                bad += 1
+                self._corrupt_frame(pos, total, bad)
+                pos += 1
+                if bad >= self._max_bad:
+                    self.ended_early = (f"video {self.path} ended early at frame {pos - bad} of {total}: {bad} frames "
+                                        "in a row do not decode; check or replace the file")
+                    self._on_status(False, self.ended_early)
+                    return
+                cap.release()
+                cap = cv2.VideoCapture(str(self.path))  # past the bad frame: a decoder left in error stays there
+                cap.set(cv2.CAP_PROP_POS_FRAMES, pos)
+        finally:
             cap.release()
-            if not (self._loop and got):
-                return
+
+    def _corrupt_frame(self, pos: int, total: int, bad: int) -> None:
+        self.corrupt += 1
+        detail = f"video {self.path.name}: frame {pos} of {total} does not decode; skipped"
+        log.warning("%s", detail)
+        self._on_corrupt(detail)
+        if bad == 1:
+            self._on_status(False, f"{detail}, routing to manual until frames decode again")
 
     def close(self) -> None:
         self._stop.set()
@@ -102,8 +148,10 @@ class VideoFileSource:
 class ImageFolderSource:
     """Images of a folder in name order, as frames at ``fps``."""
 
-    def __init__(self, folder: str | Path, *, fps: float = 5.0, loop: bool = False, realtime: bool = True) -> None:
+    def __init__(self, folder: str | Path, *, fps: float = 5.0, loop: bool = False, realtime: bool = True,
+                 on_corrupt: Callable[[str], None] | None = None) -> None:
         self.folder = Path(folder)
+        self._on_corrupt = on_corrupt or (lambda detail: None)
         self.name = f"images:{self.folder.name}"
         if not self.folder.is_dir():
             raise SourceError(f"image folder {self.folder} not found; set source.uri to a folder of images")
@@ -123,6 +171,7 @@ class ImageFolderSource:
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
                     log.warning("skipping unreadable image %s", path)
+                    self._on_corrupt(f"image {path} does not decode; skipped")
                     continue
                 pacer.wait()
                 yield Frame(_u8(image), index, index / self.fps, None, self.name)
@@ -224,15 +273,18 @@ def _redact(uri: str) -> str:
     return uri
 
 
-def open_source(cfg: StationConfig, taxonomy: Taxonomy, on_status: StatusCallback | None = None) -> Source:
+def open_source(cfg: StationConfig, taxonomy: Taxonomy, on_status: StatusCallback | None = None,
+                on_corrupt: Callable[[str], None] | None = None) -> Source:
     """The source named by ``cfg.source``; raises SourceError with the fix when it cannot be opened."""
     s: SourceConfig = cfg.source
     if s.kind == "simulator":
         return SimulatorSource(cfg, taxonomy, realtime=s.realtime)
     if s.kind == "video":
-        return VideoFileSource(cfg.resolve(s.uri) if s.uri else Path(""), loop=s.loop, realtime=s.realtime)
+        return VideoFileSource(cfg.resolve(s.uri) if s.uri else Path(""), loop=s.loop, realtime=s.realtime,
+                               on_status=on_status, on_corrupt=on_corrupt, max_bad_frames=s.max_bad_frames)
     if s.kind == "images":
-        return ImageFolderSource(cfg.resolve(s.uri), fps=s.fps, loop=s.loop, realtime=s.realtime)
+        return ImageFolderSource(cfg.resolve(s.uri), fps=s.fps, loop=s.loop, realtime=s.realtime,
+                                 on_corrupt=on_corrupt)
     if s.kind == "usb":
         try:
             index = int(s.uri or "0")

@@ -36,19 +36,30 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(path: Path | None) -> StationConfig:
+def _load(path: Path | None, allow_empty: bool = False) -> StationConfig:
     try:
         if path is None and DEFAULT_CONFIG.is_file():
             path = DEFAULT_CONFIG
-        return load_config(path)
+        return load_config(path, allow_empty=allow_empty)
     except ConfigError as exc:
         raise fail(str(exc)) from None
 
 
 @config_app.command("check")
-def config_check(file: Path) -> None:
-    """Validate a config file; errors name the YAML path and the fix."""
-    _load(file)
+def config_check(
+    file: Path,
+    allow_empty: Annotated[bool, typer.Option(help="Take an empty file as every default.")] = False,
+    connect: Annotated[bool, typer.Option(help="Try the store URL (connect, or for SQLite its folder).")] = True,
+) -> None:
+    """Validate a config file and try its store; errors name the YAML path and the fix."""
+    cfg = _load(file, allow_empty)
+    if connect:
+        from station.store.engine import try_store
+
+        try:
+            try_store(cfg)
+        except ConfigError as exc:
+            raise fail(f"{file}: {exc}") from None
     typer.echo(f"{file}: ok")
 
 
@@ -163,14 +174,21 @@ def run(
     cfg = _apply_overrides(cfg, source, fast, host, port, model, frames)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # our store logs the schema state in one line
+    from sqlalchemy.exc import SQLAlchemyError
+
     from station.capture import SourceError
     from station.detect import ModelError
     from station.runtime import build_station, scorecard
+    from station.store import StoreError
 
     try:
-        built = build_station(cfg, keep_results=cfg.source.kind == "simulator")
-    except (SourceError, ModelError, ConfigError, OSError) as exc:
+        # only a headless simulator run is scored; a served one keeps no per-item results (bounded memory)
+        built = build_station(cfg, keep_results=cfg.source.kind == "simulator" and headless)
+    except (SourceError, ModelError, ConfigError, OSError, StoreError) as exc:
         raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"store.url: cannot open the store: {str(exc).splitlines()[0]}; check the database server "
+                   "and the URL (`sortloop config check` tries it)") from None
     if headless:
         _run_headless(built, duration)
     else:

@@ -7,11 +7,12 @@ and the fix.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from station.taxonomy import DEFAULT_TAXONOMY, Stream
 
@@ -20,6 +21,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the YAML path and the fix."""
+
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _safe_id(value: str, where: str) -> str:
+    """A station id is one MQTT topic level and a file-name part: letters, digits, '.', '_', '-'."""
+    if not _SAFE_ID.fullmatch(value):
+        raise ValueError(f"{where} {value!r} is not a safe id (it goes into MQTT topics and file names); use "
+                         "letters, digits, '.', '_' or '-' (no '/', '+', '#' or spaces), e.g. station-1")
+    return value
 
 
 class _Model(BaseModel):
@@ -43,6 +55,8 @@ class SourceConfig(_Model):
                            "as fast as the pipeline takes them, without dropping frames).")
     max_frames: int | None = Field(None, ge=1, description="Stop after this many frames (None: run until the "
                                    "source ends or the station is stopped).")
+    max_bad_frames: int = Field(30, ge=1, description="Frames in a row of a video file that do not decode before "
+                                "the file is given up (each is skipped, counted and alarmed).")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig,
                                        description="Back-off for lost streams and cameras.")
 
@@ -169,6 +183,13 @@ class RoutingConfig(_Model):
             if name not in self.bins:
                 raise ValueError(f"{key} names bin {name!r}, which is not under bins; add it to bins or "
                                  f"set {key} to one of {sorted(self.bins)}")
+        owner: dict[int, str] = {}
+        for name, b in self.bins.items():
+            if b.channel in owner:
+                raise ValueError(f"routing.bins.{name}.channel: channel {b.channel} is also bin "
+                                 f"{owner[b.channel]}'s, so one ejector would fire for both; give each bin its "
+                                 "own channel")
+            owner[b.channel] = name
         return self
 
 
@@ -180,6 +201,18 @@ class ActuatorConfig(_Model):
     topic_prefix: str = Field("sortloop", description="MQTT topic prefix.")
     station_id: str = Field("station-1", description="This station's id in topics and records.")
     timeout_s: float = Field(1.0, gt=0, description="Connect/request timeout (s).")
+    deadline_margin_s: float = Field(0.05, ge=0, description="A command that cannot be handed to the actuator "
+                                     "this long before its fire time is not sent: the item rides to the "
+                                     "fail-safe bin and is recorded as missed.")
+    missed_rate_limit: float = Field(0.05, ge=0, le=1, description="Share of missed commands (deadline passed "
+                                     "or actuator failed) among the last `missed_window` above which a critical "
+                                     "alarm is raised.")
+    missed_window: int = Field(50, ge=1, description="Commands over which the missed share is measured.")
+
+    @field_validator("station_id")
+    @classmethod
+    def _station_id_safe(cls, v: str) -> str:
+        return _safe_id(v, "actuator.station_id")
 
 
 class StoreConfig(_Model):
@@ -187,6 +220,34 @@ class StoreConfig(_Model):
                      "postgresql+psycopg://… where several stations share data.")
     evidence_dir: str = Field("var/evidence", description="Folder for evidence crops (JPEG).")
     crop_quality: int = Field(85, ge=10, le=100, description="JPEG quality of evidence crops.")
+    busy_timeout_s: float = Field(10.0, gt=0, description="How long a SQLite write waits for a lock held by "
+                                  "another connection before it fails (and the record is spooled).")
+    spool_size: int = Field(10_000, ge=1, description="Decisions, status changes and alarms kept in memory "
+                            "while the store refuses writes (their items ride to the fail-safe bin); written in "
+                            "order when it is back.")
+    spool_crops: int = Field(200, ge=0, description="Evidence crops kept with spooled decisions; later ones "
+                             "are spooled without their crop (bounded memory).")
+    journal: str | None = Field(None, description="Fallback journal file (JSON lines) for the spool once memory "
+                                "is full, on another file system than the store. Empty: none, records beyond "
+                                "`spool_size` are lost, counted and alarmed.")
+    retry_initial_s: float = Field(0.5, gt=0, description="First wait before writing the spool again (s).")
+    retry_max_s: float = Field(5.0, gt=0, description="Longest wait between tries to write the spool (s).")
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(v)
+        except ArgumentError:
+            raise ValueError(f"store.url {v!r} is not a database URL; use sqlite:///var/sortloop.db or "
+                             "postgresql+psycopg://user@host/db") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"store.url {v!r}: backend {url.get_backend_name()!r} is not supported; use "
+                             "sqlite:///… or postgresql+psycopg://…")
+        return v
 
 
 class ApiConfig(_Model):
@@ -207,6 +268,13 @@ class PipelineConfig(_Model):
                                        "order). On a CPU two one-thread inferences side by side outrun one "
                                        "inference spread over two threads. Empty: 2 with at least 2 CPU cores, "
                                        "else 1. With `model.threads` 0 each gets cores / workers threads.")
+
+    dead_retry_s: float = Field(30.0, gt=0, description="A worker past `worker_restart_limit` is dead (health "
+                                "failing, fail-safe) and tried again after this long (s).")
+    settle_s: float = Field(2.0, ge=0, description="A restarted worker counts as recovered (fail-safe lifted) "
+                            "once it has run this long (s).")
+    latency_limit_s: float = Field(1.0, gt=0, description="Health is degraded while the p99 frame-to-command "
+                                   "latency of the last 100 items exceeds this (s).")
 
     def detect_worker_count(self, cores: int | None = None) -> int:
         """``detect_workers``, or the automatic choice for ``cores`` (default: this machine's)."""
@@ -229,11 +297,16 @@ class StationConfig(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig, description="Web app and live view.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Workers and queues.")
 
+    @field_validator("station_id")
+    @classmethod
+    def _station_id_safe(cls, v: str) -> str:
+        return _safe_id(v, "station_id")
+
     @model_validator(mode="after")
     def _simulator_matches_routing(self) -> StationConfig:
         if self.source.kind != "simulator":
             return self
-        for key in ("px_per_m", "ticks_per_m"):
+        for key in ("px_per_m", "ticks_per_m", "belt_speed_mps"):
             sim, route = getattr(self.simulator, key), getattr(self.routing, key)
             if sim != route:
                 raise ValueError(f"routing.{key} ({route}) differs from simulator.{key} ({sim}) while the source "
@@ -268,16 +341,29 @@ def parse_config(data: object, source: str = "config") -> StationConfig:
         raise ConfigError(_format_error(exc, source)) from exc
 
 
-def load_config(path: str | Path | None = None) -> StationConfig:
+def load_config(path: str | Path | None = None, *, allow_empty: bool = False) -> StationConfig:
+    """The config in ``path`` (defaults when None). An empty file is refused unless ``allow_empty``: a file
+    that says nothing is more often a mistake than a wish for every default."""
     if path is None:
         return StationConfig()
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} not found; pass an existing YAML file (e.g. configs/station.yaml)")
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise ConfigError(f"{p}: not a text file (binary content); pass the station's YAML config, e.g. "
+                          "configs/station.yaml")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if data is None and not allow_empty:
+        raise ConfigError(f"{p}: the file is empty (or only comments), which would run on every default; write "
+                          "the sections to change (see configs/station.yaml) or pass --allow-empty")
     return parse_config(data, str(p))
 
 

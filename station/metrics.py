@@ -39,6 +39,23 @@ class StationMetrics:
         self.frame_to_decision_seconds = Histogram(
             f"{PREFIX}_frame_to_decision_seconds", "From capture of the crossing frame to the durable, "
             "sent decision.", buckets=LATENCY_BUCKETS, registry=r)
+        self.missed_actuations_total = Counter(f"{PREFIX}_missed_actuations", "Commands not sent; their items "
+                                               "rode to the fail-safe bin.", ["cause"], registry=r)
+        self.store_errors_total = Counter(f"{PREFIX}_store_errors", "Writes the store refused (kept in the "
+                                          "spool).", registry=r)
+        self.spool_written_total = Counter(f"{PREFIX}_spool_written", "Spooled entries written once the store "
+                                           "was back.", registry=r)
+        self.records_lost_total = Counter(f"{PREFIX}_records_lost", "Records the spool could not keep (full, "
+                                          "no journal).", registry=r)
+        self.spool_depth = Gauge(f"{PREFIX}_spool_depth", "Records, status changes and alarms waiting for the "
+                                 "store.", registry=r)
+        self.corrupt_frames_total = Counter(f"{PREFIX}_corrupt_frames", "Frames the source could not decode "
+                                            "(skipped).", registry=r)
+        self.health = Gauge(f"{PREFIX}_health", "Station health: 0 ok, 1 degraded, 2 failing.", registry=r)
+        self.health_reason = Gauge(f"{PREFIX}_health_reason", "1 for each reason the station is not ok.",
+                                   ["code"], registry=r)
+        self.worker_state = Gauge(f"{PREFIX}_worker_state", "1 for each worker's current state.",
+                                  ["worker", "state"], registry=r)
         self._dropped: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -72,6 +89,32 @@ class StationMetrics:
 
     def worker_restarted(self, worker: str) -> None:
         self.worker_restarts_total.labels(worker=worker).inc()
+
+    def missed_actuation(self, cause: str) -> None:
+        self.missed_actuations_total.labels(cause=cause).inc()
+
+    def store_error(self) -> None:
+        self.store_errors_total.inc()
+
+    def spool_written(self, n: int) -> None:
+        self.spool_written_total.inc(n)
+
+    def record_lost(self) -> None:
+        self.records_lost_total.inc()
+
+    def corrupt_frame(self) -> None:
+        self.corrupt_frames_total.inc()
+
+    def set_health(self, level: int, reasons: list[str], workers: dict[str, str], spool: int) -> None:
+        """Show the health model's level, its reason codes, each worker's state and the spool depth."""
+        self.health.set(level)
+        self.health_reason.clear()
+        for code in reasons:
+            self.health_reason.labels(code=code).set(1)
+        self.worker_state.clear()
+        for name, state in workers.items():
+            self.worker_state.labels(worker=name, state=state).set(1)
+        self.spool_depth.set(spool)
 
     def alarm(self, kind: str) -> None:
         self.alarms_total.labels(kind=kind).inc()

@@ -9,6 +9,7 @@ the fail-safe (manual) bin.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,7 +23,10 @@ from station.decide import DecisionLine
 from station.detections import Detections
 from station.events import Actuation, ActuationStatus, Alarm, Decision, Severity
 from station.frames import Frame
+from station.health import Health, HealthInputs, assess, growth_within, probe
+from station.record import STORE_ERRORS, Recorder
 from station.route import BeltSpeed, Router
+from station.spool import Spool, SpooledAlarm, SpooledRecord
 from station.taxonomy import Taxonomy
 from station.track import Tracker
 from station.workers import Closed, DropOldestQueue, Supervisor, Worker
@@ -58,6 +62,7 @@ class RunStats:
     fps: float = 0.0
     source_ok: bool = True
     last_error: str = ""
+    corrupt_frames: int = 0
 
 
 class Station:
@@ -89,8 +94,21 @@ class Station:
         self.stats = RunStats()
         self.keep_results = keep_results
         self.decisions: list[Decision] = []
+        """With ``keep_results`` (a scored simulator run): every decision, without its crop (bounded memory)."""
         self.actuations: list[Actuation] = []
         self.failsafe_reasons: dict[str, str] = {}
+        self._failsafe_lock = threading.Lock()
+        journal = cfg.store.journal
+        self.spool = Spool(cfg.store.spool_size, cfg.store.spool_crops, None if journal is None else
+                           cfg.resolve(journal), retry_initial_s=cfg.store.retry_initial_s,
+                           retry_max_s=cfg.store.retry_max_s)
+        self.recorder = Recorder(cfg, store, actuator, metrics, self.spool, alarm=self._alarm,
+                                 failsafe=self._failsafe, hold=self._hold_reason)
+        self._holding: _Routed | None = None  # the decision the act worker has in hand
+        self._alarm_store = store.sibling(0.2)  # an alarm never stalls its thread on a locked database
+        self._actuator_ok = True
+        self._lost_marks = deque([(time.monotonic(), 0)])  # (when, running total) for "in the last minutes"
+        self._drop_marks = deque([(time.monotonic(), 0)])
         self._stop = threading.Event()
         self._source_done = threading.Event()
         self._block_capture = not cfg.source.realtime
@@ -105,7 +123,8 @@ class Station:
         detect = [Worker(f"detect-{i + 1}", self._detect) for i in range(self._n_detect)]
         self.workers = [Worker("capture", self._capture), *detect, Worker("act", self._act)]
         self.supervisor = Supervisor(self.workers, limit_per_min=cfg.pipeline.worker_restart_limit,
-                                     stuck_after_s=cfg.pipeline.heartbeat_timeout_s, on_event=self._worker_event)
+                                     stuck_after_s=cfg.pipeline.heartbeat_timeout_s, on_event=self._worker_event,
+                                     retry_dead_s=cfg.pipeline.dead_retry_s, settle_s=cfg.pipeline.settle_s)
         self._watchdog = threading.Thread(target=self._watch, name="sortloop-watchdog", daemon=True)
         self.last_frame: Frame | None = None
         self._started = False
@@ -116,6 +135,7 @@ class Station:
         self.metrics.set_model(self._detector.version)
         self._started, self._started_wall = True, time.time()
         self._resend_after_restart()
+        self._check_actuator(at_start=True)
         for w in self.workers:
             w.start()
         self._watchdog.start()
@@ -129,6 +149,11 @@ class Station:
         for w in self.workers:
             w.join(5)
         self.routed.close()
+        if len(self.spool):
+            log.error("stopping with %d record(s) the store did not take%s", len(self.spool),
+                      "" if self.cfg.store.journal else " (no journal: they are lost)")
+        if self._alarm_store is not self.store:
+            self._alarm_store.close()
 
     def wait(self, duration: float | None = None) -> None:
         """Block until the source ends and all work drained, or ``duration`` seconds passed."""
@@ -164,19 +189,37 @@ class Station:
     def model_version(self) -> str:
         return self._detector.version
 
+    def health(self) -> Health:
+        """The one health model (/health, /metrics, the console), from the current state."""
+        now = time.monotonic()
+        lat = sorted(list(self.stats.latencies_ms)[-100:])
+        with self._failsafe_lock:
+            failsafe = dict(self.failsafe_reasons)
+        return assess(HealthInputs(
+            running=self._started and not self._stop.is_set() and not self._source_done.is_set(),
+            source_ok=self.stats.source_ok, failsafe=failsafe, workers=self.worker_states(),
+            actuator_connected=self._actuator_ok, spool=len(self.spool), store_error=self.spool.last_error,
+            records_lost_recent=growth_within(self._lost_marks, self.spool.lost, now, 300),
+            dropped_recent=growth_within(self._drop_marks, self.frames.dropped, now, 60),
+            latency_p99_s=lat[int(0.99 * (len(lat) - 1))] / 1000 if lat else None,
+            latency_limit_s=self.cfg.pipeline.latency_limit_s))
+
+    def worker_states(self) -> dict[str, str]:
+        return {w.name: self.supervisor.state(w) for w in self.workers}
+
     def snapshot(self) -> StatusSnapshot:
-        """What /health reports: running, source, model, fps, counts, workers, fail-safe reasons."""
+        """What /health reports: running, source, model, fps, counts, workers, health and its reasons."""
         from station.api import StatusSnapshot
 
-        workers = {w.name: "alive" if w.alive else ("finished" if w.finished else "dead") for w in self.workers}
+        h = self.health()
         running = self._started and not self._stop.is_set() and not self._source_done.is_set()
         return StatusSnapshot(
             running=running, source_ok=self.stats.source_ok, model_version=self._detector.version,
             classifier_version=self.classifier_version,
             fps=round(self.stats.fps, 2), frames=self.stats.frames, dropped=self.frames.dropped,
-            decisions=self.stats.decisions, workers=workers,
-            last_error="; ".join(self.failsafe_reasons.values()) or self.stats.last_error or None,
-            started_at=self._started_wall,
+            decisions=self.stats.decisions, workers=self.worker_states(), last_error=h.last_error,
+            started_at=self._started_wall, status=h.level.label, reasons=[r.code for r in h.reasons],
+            spool=len(self.spool), missed_actuations=self.recorder.missed, corrupt_frames=self.stats.corrupt_frames,
         )
 
     # --- workers ---------------------------------------------------------------------------------------
@@ -286,44 +329,47 @@ class Station:
         self._alarm("model.swapped", f"model {old} → {new.version}", Severity.INFO)
 
     def _act(self, w: Worker) -> None:
+        held, self._holding = self._holding, None
+        if held is not None:  # the last run of this worker died holding it: record it, never fire it
+            d, a = held.decision, held.actuation
+            self.spool.put(SpooledRecord(d, a, ActuationStatus.MISSED, "not sent: the act worker died holding it",
+                                         self.cfg.routing.failsafe_bin))
+            self._finish(held, ActuationStatus.MISSED)
         while True:
             w.beat()
             try:
                 r = self.routed.get(timeout=0.2)
             except Closed:
+                self.recorder.drain(self.cfg.store.retry_max_s * 2, w.beat, self._stop)
                 return
             if r is None:
+                self.recorder.flush()
                 if self._stop.is_set():
                     return
                 continue
-            self._commit_and_fire(r)
+            self._holding = r
+            self._finish(r, self.recorder.handle(r.decision, r.actuation))
+            self._holding = None
 
-    def _commit_and_fire(self, r: _Routed) -> None:
+    def _finish(self, r: _Routed, status: ActuationStatus) -> None:
+        """Count a handled decision and raise its hazard alarm (naming the bin the item really went to)."""
         d, a = r.decision, r.actuation
-        self.store.record(d, a)  # durable before the actuator hears of it
-        self.store.mark_actuation(a.actuation_id, ActuationStatus.SENDING)
-        status, detail = ActuationStatus.SENT, ""
-        try:
-            self.actuator.fire(a)
-            self._clear_failsafe("actuator")
-        except Exception as exc:  # any actuator fault: keep the record, alarm, route to the fail-safe
-            status, detail = ActuationStatus.FAILED, str(exc)
-            self._enter_failsafe("actuator", f"actuator failed for item {d.item_id}: {exc}")
-        self.store.mark_actuation(a.actuation_id, status, detail)
         latency = (time.monotonic() - r.frame_captured) * 1000
         self.stats.latencies_ms.append(latency)
         self.stats.decisions += 1
         self.metrics.decision(d, status.value, latency / 1000)
+        sent = status is ActuationStatus.SENT
+        where = a.bin if sent else f"{self.cfg.routing.failsafe_bin} (command to {a.bin} {status.value})"
         if d.hazard is not None:
-            sev = Severity.CRITICAL if d.hazard == "battery" else Severity.WARNING
-            self._alarm(f"hazard.{d.hazard}", f"{d.hazard} hazard: {d.class_name or 'unknown'} → bin {a.bin}",
+            sev = Severity.CRITICAL if d.hazard == "battery" or not sent else Severity.WARNING
+            self._alarm(f"hazard.{d.hazard}", f"{d.hazard} hazard: {d.class_name or 'unknown'} → bin {where}",
                         sev, d.item_id)
         if self.keep_results:
-            self.decisions.append(d)
+            self.decisions.append(dataclasses.replace(d, crop=None))
             self.actuations.append(a)
 
     def _resend_after_restart(self) -> None:
-        result = self.store.reconcile(time.time())
+        result = self.store.reconcile(time.time(), failsafe_bin=self.cfg.routing.failsafe_bin)
         if result.missed or result.in_doubt:
             self._alarm("store.reconciled", f"after restart: {result.missed} actuation(s) past their ejector time "
                         f"marked missed, {result.in_doubt} in doubt not re-sent", Severity.WARNING)
@@ -338,7 +384,7 @@ class Station:
 
     # --- supervision, alarms, fail-safe ------------------------------------------------------------------
     def _watch(self) -> None:
-        last_frames, last_t = 0, time.monotonic()
+        last_frames, last_t, last_probe = 0, time.monotonic(), time.monotonic()
         while not self._stop.wait(0.5):
             self.supervisor.check()
             now = time.monotonic()
@@ -346,20 +392,40 @@ class Station:
             last_frames, last_t = self.stats.frames, now
             self.metrics.set_fps(self.stats.fps)
             self.metrics.set_queue("frames", len(self.frames))
+            if now - last_probe >= 1.0:
+                last_probe = now
+                self._check_actuator()
+            h = self.health()
+            self.metrics.set_health(int(h.level), [r.code for r in h.reasons], self.worker_states(), len(self.spool))
+
+    def _check_actuator(self, at_start: bool = False) -> None:
+        """Probe the actuator's link: not connected → fail-safe until it is (at start: wait for it a moment)."""
+        timeout = self.cfg.actuator.timeout_s if at_start else 0.0
+        end = time.monotonic() + timeout
+        while True:
+            ok = probe(self.actuator)
+            if ok or time.monotonic() >= end:
+                break
+            time.sleep(0.05)
+        self._actuator_ok = ok
+        if ok:
+            self._clear_failsafe("actuator.link")
+        else:
+            when = "at start" if at_start else "now"
+            self._enter_failsafe("actuator.link", f"actuator not connected {when}")
 
     def _worker_event(self, kind: str, w: Worker, detail: str) -> None:
-        if kind == "restarted":
+        if kind in ("restarted", "retrying"):
             self.metrics.worker_restarted(w.name)
         if kind == "recovered":
             self._clear_failsafe(f"worker.{w.name}")
             self._alarm(f"worker.{kind}", f"worker {w.name}: {detail}", Severity.INFO)
             return
-        self._enter_failsafe(f"worker.{w.name}", f"worker {w.name} {kind}: {detail}")
-        if kind == "restarted":
-            self._clear_failsafe(f"worker.{w.name}")
+        state = "dead" if kind == "gave_up" else kind
+        self._enter_failsafe(f"worker.{w.name}", f"worker {w.name} {state}: {detail}", force_alarm=True)
 
     def source_status(self, ok: bool, detail: str) -> None:
-        """Called by live sources when they lose or regain the stream."""
+        """Called by sources when they lose or regain the stream (or a file turns corrupt)."""
         self.stats.source_ok = ok
         if ok:
             self._clear_failsafe("source")
@@ -367,30 +433,58 @@ class Station:
         else:
             self._enter_failsafe("source", detail)
 
-    def _enter_failsafe(self, key: str, detail: str) -> None:
+    def corrupt_frame(self, detail: str) -> None:
+        """Called by sources for each frame they could not decode (skipped, counted)."""
+        self.stats.corrupt_frames += 1
+        self.metrics.corrupt_frame()
+        log.debug("corrupt frame: %s", detail)
+
+    def _hold_reason(self) -> str | None:
+        """Why no command may be sent now: a fail-safe reason other than a failed command (whose recovery a
+        command that goes through proves), or None."""
+        with self._failsafe_lock:
+            held = [detail for key, detail in self.failsafe_reasons.items() if key != "actuator"]
+        return "; ".join(held) or None
+
+    def _failsafe(self, key: str, detail: str | None) -> None:
+        if detail is None:
+            self._clear_failsafe(key)
+        else:
+            self._enter_failsafe(key, detail)
+
+    def _enter_failsafe(self, key: str, detail: str, force_alarm: bool = False) -> None:
         """Route to manual: items without a command ride to the end of the belt (the manual bin)."""
-        first = key not in self.failsafe_reasons
-        self.failsafe_reasons[key] = detail
+        with self._failsafe_lock:
+            first = key not in self.failsafe_reasons
+            self.failsafe_reasons[key] = detail
         self.stats.last_error = detail
-        if first:
+        if first or force_alarm:
             self._alarm(f"failsafe.{key}", f"{detail} — routing to manual inspection", Severity.CRITICAL)
+        if first:
             try:
                 self.actuator.set_failsafe(True, detail)
             except Exception as exc:  # the actuator may be the fault itself
                 log.warning("could not signal fail-safe to the actuator: %s", exc)
 
     def _clear_failsafe(self, key: str) -> None:
-        if self.failsafe_reasons.pop(key, None) is not None and not self.failsafe_reasons:
+        with self._failsafe_lock:
+            cleared = self.failsafe_reasons.pop(key, None) is not None and not self.failsafe_reasons
+        if cleared:
             try:
                 self.actuator.set_failsafe(False, "recovered")
             except Exception as exc:  # stays in fail-safe on the PLC side; harmless
                 log.warning("could not clear fail-safe on the actuator: %s", exc)
 
     def _alarm(self, kind: str, message: str, severity: Severity, item_id: str | None = None) -> None:
+        """Raise an alarm; one the store cannot take now waits in the spool (an alarm is never lost quietly)."""
         alarm = Alarm(kind=kind, message=message, severity=severity, item_id=item_id)
         (log.warning if severity is not Severity.INFO else log.info)("alarm %s: %s", kind, message)
         self.metrics.alarm(kind)
+        if len(self.spool):  # the store is refusing writes: do not block on it, wait in order
+            self.spool.put(SpooledAlarm(alarm))
+            return
         try:
-            self.store.add_alarm(alarm)
-        except Exception:  # an alarm must never take the station down
-            log.exception("could not store alarm %s", kind)
+            self._alarm_store.add_alarm(alarm)
+        except STORE_ERRORS as exc:
+            log.warning("alarm %s kept in the spool: %s", kind, exc)
+            self.spool.put(SpooledAlarm(alarm))

@@ -174,7 +174,8 @@ def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
     if classifier is not None:
         store.record_model(classifier.version, str(classifier.path), classifier.metadata, kind="classifier")
     holder: list[Station] = []
-    source = open_source(cfg, taxonomy, on_status=lambda ok, d: holder[0].source_status(ok, d) if holder else None)
+    source = open_source(cfg, taxonomy, on_status=lambda ok, d: holder[0].source_status(ok, d) if holder else None,
+                         on_corrupt=lambda d: holder[0].corrupt_frame(d) if holder else None)
     station = Station(cfg, taxonomy, source=source, detector=detector, actuator=make_actuator(cfg.actuator),
                       store=store, metrics=StationMetrics(), live=LiveView(taxonomy), keep_results=keep_results,
                       classifier=classifier)

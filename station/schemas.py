@@ -134,7 +134,17 @@ class AckRequest(_Out):
 
 
 class HealthOut(_Out):
-    ok: bool = Field(description="Running and the source delivers frames (HTTP 200); otherwise 503.")
+    ok: bool = Field(description="Not failing (HTTP 200: status ok or degraded); otherwise 503.")
+    status: Literal["ok", "degraded", "failing"] = Field(
+        "ok", description="The health model: ok; degraded (a restarting worker, drops, slow commands, actuator "
+        "link down); failing (not running, source lost, fail-safe, a dead or stuck worker, the store refusing "
+        "writes).")
+    reasons: list[str] = Field(default_factory=list, description="Codes of the current reasons, worst first "
+                               "(e.g. failsafe.store, worker.act.dead); empty when ok.")
+    spool: int = Field(0, description="Records, status changes and alarms waiting for the store.")
+    missed_actuations: int = Field(0, description="Commands not sent since start (deadline passed, actuator "
+                                   "failed, store refused); their items rode to the fail-safe bin.")
+    corrupt_frames: int = Field(0, description="Frames the source could not decode (skipped) since start.")
     running: bool
     source_ok: bool
     model_version: str | None
@@ -144,6 +154,7 @@ class HealthOut(_Out):
     dropped: int
     decisions: int
     workers: dict[str, str] = Field(description="Worker name → state (e.g. running, restarting, dead).")
-    last_error: str | None
+    last_error: str | None = Field(description="The current problems, worst first; null once their causes "
+                                   "have cleared.")
     started_at: float | None
     uptime_s: float | None

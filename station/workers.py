@@ -69,7 +69,10 @@ class Worker:
         self.heartbeat = time.monotonic()
         self.error: BaseException | None = None
         self.finished = False
+        self.dead = False
+        """Given up after too many restarts: not restarted until the supervisor's next try."""
         self.restarts = 0
+        self.started_at = time.monotonic()
         self._thread: threading.Thread | None = None
 
     def beat(self) -> None:
@@ -78,6 +81,8 @@ class Worker:
     def start(self) -> None:
         self.error = None
         self.finished = False
+        self.dead = False
+        self.started_at = time.monotonic()
         self.beat()
         self._thread = threading.Thread(target=self._run, name=f"sortloop-{self.name}", daemon=True)
         self._thread.start()
@@ -100,23 +105,45 @@ class Worker:
 
 
 class Supervisor:
-    """Watches workers: restarts a dead one (at most ``limit`` per minute) and reports stuck ones."""
+    """Watches workers: restarts a dead one (at most ``limit`` per minute), reports stuck ones, and never gives
+    up silently: past the limit a worker is ``dead`` (reported, the station stays in fail-safe) and is tried
+    again every ``retry_dead_s``. A restarted worker counts as recovered once it has run ``settle_s``."""
 
     def __init__(self, workers: list[Worker], *, limit_per_min: int, stuck_after_s: float,
-                 on_event: Callable[[str, Worker, str], None]) -> None:
+                 on_event: Callable[[str, Worker, str], None], retry_dead_s: float = 30.0,
+                 settle_s: float = 2.0) -> None:
         self.workers = workers
         self._limit = limit_per_min
         self._stuck_after = stuck_after_s
         self._on_event = on_event
+        self._retry_dead = retry_dead_s
+        self._settle = settle_s
         self._restarts: dict[str, deque[float]] = {w.name: deque() for w in workers}
         self._stuck: set[str] = set()
+        self._settling: set[str] = set()
+        self._retry_at: dict[str, float] = {}
+
+    def state(self, w: Worker) -> str:
+        """finished, dead, stuck, restarting (restarted, not yet settled) or alive."""
+        if w.finished:
+            return "finished"
+        if w.dead or (not w.alive and w.error is not None):
+            return "dead"
+        if w.name in self._stuck:
+            return "stuck"
+        if w.name in self._settling:
+            return "restarting"
+        return "alive" if w.alive else "stopped"
 
     def check(self) -> None:
         now = time.monotonic()
         for w in self.workers:
             if w.finished:
                 continue
-            if not w.alive and w.error is not None:
+            if w.dead:
+                if now >= self._retry_at.get(w.name, now):
+                    self._revive(w, now)
+            elif not w.alive and w.error is not None:
                 self._restart(w, now)
             elif w.alive and now - w.heartbeat > self._stuck_after:
                 if w.name not in self._stuck:
@@ -125,18 +152,34 @@ class Supervisor:
             elif w.name in self._stuck:
                 self._stuck.discard(w.name)
                 self._on_event("recovered", w, "heartbeat back")
+            elif w.name in self._settling and w.alive and now - w.started_at >= self._settle:
+                self._settling.discard(w.name)
+                self._on_event("recovered", w, f"running again for {self._settle:g} s")
 
     def _restart(self, w: Worker, now: float) -> None:
         window = self._restarts[w.name]
         while window and now - window[0] > 60:
             window.popleft()
         reason = f"{type(w.error).__name__}: {w.error}"
+        self._stuck.discard(w.name)
         if len(window) >= self._limit:
-            if not w.finished:
-                w.finished = True
-                self._on_event("gave_up", w, f"{reason}; {self._limit} restarts in a minute, not restarting")
+            w.dead = True
+            self._settling.discard(w.name)
+            self._retry_at[w.name] = now + self._retry_dead
+            self._on_event("gave_up", w, f"{reason}; {self._limit} restarts in a minute, dead: tried again in "
+                           f"{self._retry_dead:g} s")
             return
         window.append(now)
         w.restarts += 1
+        self._settling.add(w.name)
         self._on_event("restarted", w, reason)
+        w.start()
+
+    def _revive(self, w: Worker, now: float) -> None:
+        """A dead worker's next try, after ``retry_dead_s``: it starts with an empty restart window."""
+        self._restarts[w.name].clear()
+        self._restarts[w.name].append(now)
+        w.restarts += 1
+        self._settling.add(w.name)
+        self._on_event("retrying", w, f"dead for {self._retry_dead:g} s, trying again")
         w.start()

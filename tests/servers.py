@@ -186,6 +186,7 @@ class ModbusPeer:
         self.unit_id, self.channels, self.scan_s = unit_id, channels, scan_s
         self.writes: list[RegisterWrite] = []
         self.latched: list[MailboxCommand] = []
+        self.latched_at: list[float] = []  # wall time of each latch, beside ``latched``
         self.heartbeat_paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: ModbusTcpServer | None = None
@@ -288,6 +289,7 @@ class ModbusPeer:
         if command.channel >= self.channels:
             return LatchResult.BAD_CHANNEL
         self.latched.append(command)
+        self.latched_at.append(time.time())
         return LatchResult.ACCEPTED
 
     async def _on_access(self, function_code: int, _start: int, address: int, _count: int,

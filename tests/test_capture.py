@@ -18,7 +18,7 @@ from station.config import ReconnectConfig
 def write_video(path: Path, n: int = 12, size: tuple[int, int] = (160, 120)) -> Path:
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
     for i in range(n):
-        img = np.full((size[1], size[0], 3), i * 10, np.uint8)
+        img = np.full((size[1], size[0], 3), (i * 10) % 256, np.uint8)
         vw.write(img)
     vw.release()
     return path
@@ -91,3 +91,41 @@ def test_dead_stream_alarms_and_backs_off() -> None:
 )
 def test_parse_source(spec: str, kind: str) -> None:
     assert parse_source(spec)[0] == kind
+
+
+def corrupt(src: Path, dst: Path, start: float, end: float | None) -> Path:
+    """A copy of ``src`` with bytes ``start..end`` (fractions of its size) overwritten, or cut at ``start``."""
+    data = bytearray(src.read_bytes())
+    a = int(len(data) * start)
+    if end is None:
+        dst.write_bytes(bytes(data[:a]))
+        return dst
+    b = int(len(data) * end)
+    data[a:b] = bytes((i * 131 + 7) % 256 for i in range(b - a))
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize(("start", "end", "ends_early", "restored"), [
+    (0.40, 0.55, False, True),   # garbage mid-file: skipped and counted, frames decode again after it
+    (0.50, None, True, False),   # cut mid-file (a copy that stopped): ends with a message, not silently
+])
+def test_video_that_goes_bad_mid_run_is_counted_and_reported(tmp_path: Path, start: float, end: float | None,
+                                                             ends_early: bool, restored: bool) -> None:
+    good = write_video(tmp_path / "v.avi", n=100)
+    status: list[tuple[bool, str]] = []
+    corrupt_seen: list[str] = []
+    src = VideoFileSource(corrupt(good, tmp_path / "bad.avi", start, end), realtime=False, max_bad_frames=10,
+                          on_status=lambda ok, d: status.append((ok, d)), on_corrupt=corrupt_seen.append)
+    frames = list(src)
+    assert src.corrupt == len(corrupt_seen) >= 1
+    assert len(frames) + src.corrupt <= 100
+    assert status and status[0][0] is False and "does not decode" in status[0][1]
+    assert (src.ended_early is not None) is ends_early
+    assert any(ok for ok, _ in status) is restored
+    if ends_early:
+        assert status[-1] == (False, src.ended_early) and "ended early at frame" in status[-1][1]
+    else:
+        assert len(frames) + src.corrupt == 100
+        idx = [f.index for f in frames]
+        assert idx == sorted(idx) and idx[-1] == 99  # timestamps keep the file's clock across the gap

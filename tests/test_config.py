@@ -42,6 +42,15 @@ def test_every_field_is_described() -> None:
         ({"routing": {"px_per_m": 900}}, "routing.px_per_m (900.0) differs from simulator.px_per_m"),
         ({"routing": {"bins": {"x": {"distance_m": 1}}}}, "routing.bins.x.channel"),
         ([1, 2], "top level must be a mapping"),
+        ({"routing": {"bins": {**{k: v.model_dump() for k, v in StationConfig().routing.bins.items()},
+                               "glass": {"channel": 1, "distance_m": 1.0}}}},
+         "routing.bins.glass.channel: channel 1 is also bin plastic's"),
+        ({"simulator": {"belt_speed_mps": 0.8}}, "routing.belt_speed_mps (0.5) differs from simulator.belt_speed_mps"),
+        ({"station_id": "line/1"}, "station_id 'line/1' is not a safe id"),
+        ({"station_id": "#"}, "no '/', '+', '#' or spaces"),
+        ({"actuator": {"station_id": "a+b"}}, "actuator.station_id 'a+b' is not a safe id"),
+        ({"store": {"url": "not a url"}}, "store.url 'not a url' is not a database URL"),
+        ({"store": {"url": "mysql://u@h/db"}}, "backend 'mysql' is not supported"),
     ],
 )
 def test_bad_config_names_path_and_fix(data: object, needle: str) -> None:
@@ -57,6 +66,42 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("source: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(("content", "allow_empty", "needle"), [
+    (b"", False, "the file is empty"),
+    (b"# only a comment\n", False, "pass --allow-empty"),
+    (b"", True, None),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", False, "not a text file"),
+    (bytes(range(256)), True, "not a text file"),
+])
+def test_empty_and_binary_files(tmp_path: Path, content: bytes, allow_empty: bool, needle: str | None) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_bytes(content)
+    if needle is None:
+        assert load_config(p, allow_empty=allow_empty) == StationConfig()
+        return
+    with pytest.raises(ConfigError, match=needle):
+        load_config(p, allow_empty=allow_empty)
+
+
+@pytest.mark.parametrize(("url", "needle"), [
+    ("sqlite:///{tmp}/db/station.db", None),
+    ("sqlite:///{tmp}/c.yaml/station.db", "is not a writable folder"),  # under a file: no folder can be made
+    ("postgresql+psycopg://nobody@127.0.0.1:1/none", "store.url: cannot connect to postgresql"),
+])
+def test_config_check_tries_the_store(tmp_path: Path, url: str, needle: str | None) -> None:
+    from typer.testing import CliRunner
+
+    from station.cli import app
+
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"store": {"url": url.format(tmp=tmp_path)}}))
+    result = CliRunner().invoke(app, ["config", "check", str(p)])
+    if needle is None:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code != 0 and needle in result.output, result.output
 
 
 def test_partial_config_keeps_defaults(tmp_path: Path) -> None:

@@ -91,3 +91,36 @@ def test_stuck_worker_reported_and_recovered() -> None:
     assert _wait(lambda: time.monotonic() - w.heartbeat < 0.05)
     sup.check()
     assert events == ["stuck", "recovered"]
+
+
+def test_a_worker_past_the_limit_is_dead_then_tried_again() -> None:
+    fail = threading.Event()
+    fail.set()
+
+    def target(w: Worker) -> None:
+        if fail.is_set():
+            raise RuntimeError("store gone")
+        while True:
+            w.beat()
+            time.sleep(0.01)
+
+    events: list[str] = []
+    w = Worker("act", target)
+    sup = Supervisor([w], limit_per_min=1, stuck_after_s=10, retry_dead_s=0.2, settle_s=0.05,
+                     on_event=lambda k, wk, d: events.append(k))
+    w.start()
+    assert _wait(lambda: not w.alive)
+    sup.check()                                  # restarted (1 of 1 a minute)
+    assert _wait(lambda: not w.alive)
+    sup.check()                                  # past the limit: dead, not finished
+    assert sup.state(w) == "dead" and not w.finished
+    fail.clear()
+    sup.check()
+    assert sup.state(w) == "dead"                # not before retry_dead_s
+    time.sleep(0.25)
+    sup.check()                                  # tried again
+    assert sup.state(w) == "restarting" and w.alive
+    time.sleep(0.1)
+    sup.check()
+    assert sup.state(w) == "alive"
+    assert events == ["restarted", "gave_up", "retrying", "recovered"]

@@ -3,6 +3,8 @@
 from station.store.records import (
     ActuationRecord,
     AlarmRecord,
+    DuplicateError,
+    FinalStatusError,
     ItemFilter,
     ItemRecord,
     JsonValue,
@@ -18,6 +20,8 @@ from station.store.repository import Store
 __all__ = [
     "ActuationRecord",
     "AlarmRecord",
+    "DuplicateError",
+    "FinalStatusError",
     "ItemFilter",
     "ItemRecord",
     "JsonValue",

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -26,6 +27,9 @@ from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import Float
 
 from station.store.records import StoreError
+
+if TYPE_CHECKING:
+    from station.config import StationConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,37 @@ def parse_url(url: str) -> URL:
                          "postgresql+psycopg://user@host/db") from exc
 
 
+def try_store(config: StationConfig) -> None:
+    """Try the configured store without changing it: connect (PostgreSQL) or check that the SQLite file's
+    folder can be written. Raises ConfigError naming store.url and the fix."""
+    from station.config import ConfigError
+
+    url = parse_url(config.store.url)
+    path = sqlite_file(url)
+    if url.get_backend_name() == "sqlite":
+        if path is None:
+            return
+        path = path if path.is_absolute() else config.resolve(str(path))
+        folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("/"))
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError(f"store.url: database file {path} is not readable and writable by this user; fix "
+                              "its permissions or point store.url elsewhere")
+        if not path.exists() and not (folder.is_dir() and os.access(folder, os.W_OK)):
+            raise ConfigError(f"store.url: cannot create {path} ({folder} is not a writable folder); create the "
+                              "folder or point store.url elsewhere")
+        return
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error: report it with the fix
+        raise ConfigError(f"store.url: cannot connect to {url.render_as_string(hide_password=True)}: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; check the server, "
+                          "the credentials and that the driver is installed") from None
+    finally:
+        engine.dispose()
+
+
 def sqlite_file(url: URL) -> Path | None:
     """The database file of a SQLite URL (None for in-memory or other backends)."""
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
@@ -66,18 +101,20 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(str(url.database))
 
 
-def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = FULL")
-        cur.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cur.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+    return on_connect
 
 
-def make_engine(url: URL) -> Engine:
+def make_engine(url: URL, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     """An engine for ``url``; SQLite connections get WAL, synchronous=FULL, busy_timeout, foreign keys."""
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -87,8 +124,8 @@ def make_engine(url: URL) -> Engine:
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False,
-                                                  "timeout": BUSY_TIMEOUT_MS / 1000})
-    event.listen(engine, "connect", _on_sqlite_connect)
+                                                  "timeout": busy_timeout_ms / 1000})
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
     return engine
 
 

@@ -24,6 +24,14 @@ class NotFoundError(StoreError, LookupError):
     """No row with that id."""
 
 
+class DuplicateError(StoreError):
+    """The row is already stored (a retry of a write that had gone through)."""
+
+
+class FinalStatusError(StoreError):
+    """An actuation that was sent or missed cannot change its status."""
+
+
 @dataclass(frozen=True)
 class ActuationRecord:
     actuation_id: str

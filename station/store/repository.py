@@ -23,6 +23,8 @@ from station.store.evidence import crop_relpath, write_jpeg
 from station.store.models import ActuationRow, AlarmRow, Item, ModelVersionRow
 from station.store.records import (
     AlarmRecord,
+    DuplicateError,
+    FinalStatusError,
     ItemFilter,
     ItemRecord,
     JsonValue,
@@ -64,9 +66,9 @@ class Store:
         self._session = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, evidence_dir: Path, *, crop_quality: int = 85) -> Store:
+    def open(cls, url: str, evidence_dir: Path, *, crop_quality: int = 85, busy_timeout_s: float = 10.0) -> Store:
         """Connect, create the folders and migrate the database to the newest schema."""
-        engine = make_engine(parse_url(url))
+        engine = make_engine(parse_url(url), round(busy_timeout_s * 1000))
         evidence_dir = Path(evidence_dir)
         evidence_dir.mkdir(parents=True, exist_ok=True)
         migrate(engine)
@@ -80,27 +82,44 @@ class Store:
         if path is not None and not path.is_absolute():
             url = url.set(database=str(config.resolve(str(path))))
         return cls.open(url.render_as_string(hide_password=False), config.resolve(config.store.evidence_dir),
-                        crop_quality=config.store.crop_quality)
+                        crop_quality=config.store.crop_quality, busy_timeout_s=config.store.busy_timeout_s)
+
+    def sibling(self, busy_timeout_s: float) -> Store:
+        """The same store over its own connections that wait at most ``busy_timeout_s`` for a SQLite lock
+        (alarms from threads that must not stall); the store itself where that does not apply."""
+        if sqlite_file(self.engine.url) is None:
+            return self
+        return Store(make_engine(self.engine.url, round(busy_timeout_s * 1000)), self.evidence_dir, self.crop_quality)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- decisions and actuations ----------------------------------------------------------------
 
-    def record(self, decision: Decision, actuation: Actuation) -> None:
-        """Make a decision durable: write its crop, then commit the item and its pending actuation together."""
+    def record(self, decision: Decision, actuation: Actuation, status: ActuationStatus = ActuationStatus.PENDING,
+               detail: str = "", item_bin: str | None = None) -> None:
+        """Make a decision durable: write its crop, then commit the item and its actuation together.
+
+        ``status`` other than pending records a command that will not be sent (a decision kept in the spool
+        while the store was away); ``item_bin`` is then where the item went instead of the actuation's bin.
+        """
         if actuation.item_id != decision.item_id:
             raise StoreError(f"actuation {actuation.actuation_id} is for item {actuation.item_id}, not "
                              f"{decision.item_id}; route the decision again")
         crop = self._write_crop(decision)
         try:
             with self._session.begin() as s:
-                s.add(convert.item_row(decision, actuation.bin, crop))
+                s.add(convert.item_row(decision, item_bin or actuation.bin, crop))
                 s.flush()
-                s.add(convert.actuation_row(actuation, time.time()))
+                row = convert.actuation_row(actuation, time.time())
+                row.status, row.detail = status.value, detail
+                s.add(row)
         except IntegrityError as exc:
-            raise StoreError(f"item {decision.item_id} or actuation {actuation.actuation_id} is already "
-                             "recorded; every decision needs a fresh item_id and actuation_id") from exc
+            raise DuplicateError(f"item {decision.item_id} or actuation {actuation.actuation_id} is already "
+                                 "recorded; every decision needs a fresh item_id and actuation_id") from exc
+        except Exception:
+            self._drop_crop(crop)  # no evidence file without its row
+            raise
 
     def _write_crop(self, decision: Decision) -> str | None:
         if decision.crop is None or decision.crop.size == 0:
@@ -109,35 +128,54 @@ class Store:
         write_jpeg(self.evidence_dir / rel, decision.crop, self.crop_quality)
         return rel
 
-    def mark_actuation(self, actuation_id: str, status: ActuationStatus, detail: str = "") -> None:
-        """Move an actuation to ``status``; ``sending`` counts an attempt. Sent and missed are final."""
+    def _drop_crop(self, rel: str | None) -> None:
+        if rel is None:
+            return
+        try:
+            (self.evidence_dir / rel).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove the crop %s of an unrecorded item: %s", rel, exc)
+
+    def mark_actuation(self, actuation_id: str, status: ActuationStatus, detail: str = "",
+                       item_bin: str | None = None) -> None:
+        """Move an actuation to ``status``; ``sending`` counts an attempt. Sent and missed are final.
+        ``item_bin`` records where the item went instead (a command that failed or came too late)."""
         with self._session.begin() as s:
             row = s.get(ActuationRow, actuation_id)
             if row is None:
                 raise NotFoundError(f"actuation {actuation_id} is not in the store; record it first")
             current = ActuationStatus(row.status)
             if status not in TRANSITIONS[current]:
-                raise StoreError(f"actuation {actuation_id} is {current.value}; it cannot become "
-                                 f"{status.value} (a command that was sent or missed is final)")
+                raise FinalStatusError(f"actuation {actuation_id} is {current.value}; it cannot become "
+                                       f"{status.value} (a command that was sent or missed is final)")
             row.status = status.value
             row.updated_at = time.time()
             if status is ActuationStatus.SENDING and current is not ActuationStatus.SENDING:
                 row.attempts += 1
             if detail:
                 row.detail = detail
+            if item_bin is not None:
+                s.execute(update(Item).where(Item.item_id == row.item_id).values(bin=item_bin),
+                          execution_options={"synchronize_session": False})
 
-    def reconcile(self, now_wall: float, station_id: str | None = None) -> ReconcileResult:
+    def reconcile(self, now_wall: float, station_id: str | None = None,
+                  failsafe_bin: str | None = None) -> ReconcileResult:
         """After a restart: resend future pending commands, give up past ones and never resend ``sending``.
 
-        ``station_id`` limits it to one station's items where several stations share a database.
+        ``station_id`` limits it to one station's items where several stations share a database; with
+        ``failsafe_bin`` the items whose command is given up are recorded as gone there (their real bin).
         """
         scope = self._station_scope(station_id)
+        in_doubt_where = [ActuationRow.status == S.SENDING.value]
+        missed_where = [ActuationRow.status == S.PENDING.value, ActuationRow.fire_at_wall <= now_wall]
         with self._session.begin() as s:
+            if failsafe_bin is not None:
+                given_up = select(ActuationRow.item_id).where(*scope, *missed_where)  # never sent: not in doubt
+                s.execute(update(Item).where(Item.item_id.in_(given_up)).values(bin=failsafe_bin),
+                          execution_options={"synchronize_session": False})
             in_doubt = self._set_missed(s, scope, "in doubt after a restart: the actuator may have it; "
-                                        "never re-sent", ActuationRow.status == S.SENDING.value)
-            missed = self._set_missed(s, scope, "its fire time passed while the station was down",
-                                      ActuationRow.status == S.PENDING.value,
-                                      ActuationRow.fire_at_wall <= now_wall)
+                                        "never re-sent", *in_doubt_where)
+            missed = self._set_missed(s, scope, "its fire time passed while the station was down", *missed_where)
             rows = s.scalars(select(ActuationRow).where(
                 ActuationRow.status == S.PENDING.value, ActuationRow.fire_at_wall > now_wall, *scope,
             ).order_by(ActuationRow.fire_at_wall)).all()
@@ -225,8 +263,11 @@ class Store:
     # -- alarms ----------------------------------------------------------------------------------
 
     def add_alarm(self, alarm: Alarm) -> None:
-        with self._session.begin() as s:
-            s.add(convert.alarm_row(alarm))
+        try:
+            with self._session.begin() as s:
+                s.add(convert.alarm_row(alarm))
+        except IntegrityError as exc:
+            raise DuplicateError(f"alarm {alarm.alarm_id} is already stored") from exc
 
     def ack_alarm(self, alarm_id: str, by: str) -> AlarmRecord:
         """Acknowledge an alarm (the first acknowledgement stays); returns it."""
