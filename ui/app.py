@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from station.config import StationConfig
 from station.taxonomy import load_taxonomy
 from ui import corrections, hazard, review
-from ui.auth import Auth, AuthError, ConsoleUser, Perm, SessionCodec, SessionExpiredError, request_user
+from ui.auth import Auth, AuthError, ConsoleUser, Perm, SessionExpiredError, request_user
 from ui.auth import router as auth_router
 from ui.context import ConsoleContext
 from ui.operator import build_operator_tab
@@ -122,7 +122,7 @@ def make_console(web_app: FastAPI, station: Any, cfg: StationConfig, settings: C
     store = station.store if station is not None else web_app.state.store
     taxonomy = station.taxonomy if station is not None else load_taxonomy(cfg.resolve(cfg.taxonomy))
     repo = ConsoleRepo(store)
-    auth = Auth(repo, SessionCodec(repo.session_key(), settings.session_ttl_s), secure=settings.cookie_secure)
+    auth = Auth(repo, ttl_s=settings.session_ttl_s, security=cfg.security, secure=settings.cookie_secure)
     live = station.live if station is not None else getattr(web_app.state, "live", None)
     console = Console(ConsoleContext(cfg, taxonomy, store, station), repo, auth, settings, live)
     unknown = [c for c in console.shortcut_classes if c not in taxonomy]

@@ -200,13 +200,13 @@ class EngineerDesk:
 
     def _console(self) -> Console:
         """The corrections module's view of the console (store, repo, taxonomy)."""
-        from ui.auth import Auth, SessionCodec
+        from ui.auth import Auth
         from ui.repo import ConsoleRepo
         from ui.settings import Console, ConsoleSettings
 
         repo, settings = ConsoleRepo(self.ctx.store), ConsoleSettings()
-        return Console(self.ctx, repo, Auth(repo, SessionCodec(repo.session_key(), settings.session_ttl_s)),
-                       settings)
+        auth = Auth(repo, ttl_s=settings.session_ttl_s, security=self.ctx.config.security)
+        return Console(self.ctx, repo, auth, settings)
 
     def job(self, user: object) -> JobStatus | None:
         require(user, Perm.ENGINEER)
