@@ -88,7 +88,8 @@ class ConsoleGate:
             page = HTMLResponse(REFUSED.format(host=html.escape(self.host)), status_code=503)
             await page(scope, receive, send)
             return
-        if scope["method"] == "GET" and path in ("/ui", "/ui/"):
+        # a browser without a session goes to the login form; a machine with a token gets the policy's 403
+        if scope["method"] == "GET" and path in ("/ui", "/ui/") and not Request(scope).headers.get("authorization"):
             reason = await run_in_threadpool(self._no_session, Request(scope))
             if reason is not None:
                 await RedirectResponse(f"/login?e={reason}&next=/ui/", status_code=303)(scope, receive, send)
