@@ -134,10 +134,11 @@ def make_console(web_app: FastAPI, station: Any, cfg: StationConfig, settings: C
 
 def add_console_routes(web_app: FastAPI, console: Console) -> None:
     """Login, session and console API endpoints, static files and the gate (everything but the Gradio UI)."""
+    from ui.audit import router as audit_router
     from ui.impact import impact_router
 
     for router in (auth_router(console.auth), corrections.router(console), hazard.router(console),
-                   review.router(console), _static_router(), impact_router(console.ctx)):
+                   review.router(console), _static_router(), impact_router(console.ctx), audit_router(console)):
         web_app.include_router(router)
     host = console.ctx.config.api.host
     web_app.add_middleware(ConsoleGate, console=console, host=host)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from station.store.access import AccessRepo
 from ui.access import require
 from ui.auth import ConsoleUser, Perm
 from ui.jobs import JobManager, JobStatus, process_runner
@@ -245,11 +246,15 @@ class EngineerDesk:
     def promote(self, user: object, version: str) -> GateDecision:
         """Promote through the gate (refusals raise ``GateRefused`` with the reasons); the station swaps."""
         who = require(user, Perm.ENGINEER)
-        return self.registry.promote(version, self.gate(), by=who.username)
+        decision = self.registry.promote(version, self.gate(), by=who.username)
+        AccessRepo(self.ctx.store).audit("model.promote", who.username, version)
+        return decision
 
     def rollback(self, user: object) -> str:
         who = require(user, Perm.ENGINEER)
-        return self.registry.rollback(by=who.username).version
+        version = self.registry.rollback(by=who.username).version
+        AccessRepo(self.ctx.store).audit("model.rollback", who.username, version)
+        return version
 
 
 def _touches(kind: str, before: str | None, after: str | None) -> list[tuple[str, int]]:

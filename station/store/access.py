@@ -22,6 +22,7 @@ from station.store.records import NotFoundError, StoreError
 from station.store.repository import Store
 
 TOKEN_PREFIX = "slt_"  # noqa: S105 (a marker that says "service token", not a secret)
+AUDIT_TOKEN_USE_S = 3600.0  # a token's use is audited at most once an hour (a scraper calls every 15 s)
 TOUCH_EVERY_S = 15.0  # last_seen is written at most this often per session (idle timeout granularity)
 
 
@@ -239,6 +240,9 @@ class AccessRepo:
             row = s.scalars(select(ServiceToken).where(ServiceToken.token_hash == digest(secret))).first()
             if row is None or row.revoked_at is not None:
                 return None
+            if row.last_used_at is None or now - row.last_used_at >= AUDIT_TOKEN_USE_S:
+                s.add(AuditEntry(id=new_id(), at=now, actor=f"token:{row.name}", action="token.use",
+                                 target=row.name, detail=row.scope, address=""))
             if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY_S:
                 row.last_used_at = now
             return _token(row)
