@@ -16,6 +16,7 @@ from station.store.access import AuditRecord
 from ui.auth import ConsoleUser, Perm
 from ui.settings import Console
 
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Newest entries (1–10000).")]
 FIELDS = ("at", "actor", "action", "target", "detail", "address")
 
 
@@ -43,7 +44,6 @@ def audit_csv(rows: Sequence[AuditRecord]) -> str:
 def router(console: Console) -> APIRouter:
     r = APIRouter(tags=["console"])
     admin = Depends(console.auth.dependency(Perm.USERS))
-    Limit = Annotated[int, Query(ge=1, le=10_000)]
 
     @r.get("/api/console/audit", response_model=list[AuditOut])
     def audit(user: ConsoleUser = admin, limit: Limit = 500, action: str | None = None) -> list[AuditOut]:
