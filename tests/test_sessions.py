@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -277,3 +278,36 @@ def test_admins_read_and_export_the_audit_log(seeded: Seeded) -> None:
         assert actions[:3] == ["login", "login", "login.failed"]
         r = client.get("/api/console/audit.csv")
         assert r.status_code == 200 and "attachment" in r.headers["content-disposition"] and "login.failed" in r.text
+
+
+# -- cookies and downloads -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("base_url", "secure"), [
+    ("http://testserver", False),
+    ("https://testserver", True),  # TLS, or a proxy that uvicorn trusts said X-Forwarded-Proto: https
+])
+def test_the_session_cookie_is_secure_over_tls(seeded: Seeded, base_url: str, secure: bool) -> None:
+    web, _ = api_app(seeded)
+    with TestClient(web, base_url=base_url) as client:
+        r = client.post("/login", data={"username": "operator", "password": PASSWORD}, follow_redirects=False)
+        cookie = r.headers["set-cookie"].lower()
+        assert r.status_code == 303 and "httponly" in cookie and ("; secure" in cookie) == secure
+
+
+def test_exports_are_removed_after_download_or_after_a_while(seeded: Seeded, tmp_path: Path) -> None:
+    from ui.downloads import download_dir, sweep
+
+    before = set(Path(tempfile.gettempdir()).glob("sortloop-export-*"))
+    web, _ = api_app(seeded)
+    with TestClient(web) as client:
+        assert login(client, "engineer") == 303
+        r = client.get("/api/console/export")
+        assert r.status_code == 200 and r.content[:2] == b"PK"
+    assert set(Path(tempfile.gettempdir()).glob("sortloop-export-*")) <= before  # removed once sent
+    old, fresh = download_dir("sortloop-report-"), download_dir("sortloop-report-")
+    assert stat.S_IMODE(old.stat().st_mode) == 0o700
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert sweep(max_age_s=3600) >= 1
+    assert not old.exists() and fresh.exists()
+    fresh.rmdir()

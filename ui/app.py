@@ -30,6 +30,7 @@ from ui import corrections, hazard, review
 from ui.auth import Auth, AuthError, ConsoleUser, Perm, SessionExpiredError, request_user
 from ui.auth import router as auth_router
 from ui.context import ConsoleContext
+from ui.downloads import KEEP_S, sweep
 from ui.operator import build_operator_tab
 from ui.repo import ConsoleRepo
 from ui.settings import Console, ConsoleSettings, load_settings
@@ -142,6 +143,7 @@ def add_console_routes(web_app: FastAPI, console: Console) -> None:
         web_app.include_router(router)
     host = console.ctx.config.api.host
     web_app.add_middleware(ConsoleGate, console=console, host=host)
+    sweep()  # downloads left behind by an earlier run
     if not is_loopback(host) and not console.repo.has_admin():
         log.error("console refused on %s: no admin account; run `sortloop users create-admin`", host)
 
@@ -187,7 +189,8 @@ def build_console(console: Console) -> "gr.Blocks":
     """The console's Blocks: header, hazard banner, and the tabs (all hidden until the user's role is known)."""
     import gradio as gr
 
-    with gr.Blocks(title="sortloop console", analytics_enabled=False) as demo:
+    # Gradio's copies of downloads: checked every 10 minutes, removed after an hour
+    with gr.Blocks(title="sortloop console", analytics_enabled=False, delete_cache=(600, int(KEEP_S))) as demo:
         user_state = gr.State(None)
         timer = gr.Timer(console.settings.poll_s)
         header = gr.HTML("", js_on_load=None, elem_id="console-header")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import logging
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from station.store.access import AccessRepo
 from ui.access import require
 from ui.auth import ConsoleUser, Perm
+from ui.downloads import download_dir
 from ui.jobs import JobManager, JobStatus, process_runner
 from ui.retrain import IMGSZ_HELP, ROOT, Comparison, RetrainError, RetrainSpec
 
@@ -133,7 +133,7 @@ class EngineerDesk:
 
     def corrections_csv(self, user: object) -> Path:
         rows = self.correction_counts(user)
-        path = Path(tempfile.mkdtemp(prefix="sortloop-corrections-")) / "corrections_per_class.csv"
+        path = download_dir("sortloop-corrections-") / "corrections_per_class.csv"
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(COUNT_COLUMNS)
