@@ -160,6 +160,17 @@ def unguarded_routes(routes: Iterable[BaseRoute], policy: Mapping[tuple[str, str
     return [f"{m} {r.path}" for r in declared_routes(routes) for m in r.methods if (m, r.path) not in policy]
 
 
+def access_table(policy: Mapping[tuple[str, str], Rule] = POLICY) -> str:
+    """The policy as a Markdown table (docs/security.md carries it; a test keeps the two equal)."""
+    who = ("anonymous", *PRINCIPALS)
+    lines = ["| route | " + " | ".join(w.removeprefix("token:") + (" token" if w.startswith("token:") else "")
+                                      for w in who) + " |", "|---" * (len(who) + 1) + "|"]
+    for (method, path), r in policy.items():
+        cells = ["✓" if r.public or w in r.allow else "" for w in who]
+        lines.append(f"| `{'ANY' if method == '*' else method} {path}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 class Matcher:
     """Finds the policy rule of a request by its method and path (the policy's templates compiled)."""
 

@@ -12,12 +12,24 @@ import httpx
 import pytest
 from access_kit import sign_in
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from ui_seed import Running, Seeded, console_app, seed, serve
 
-from station.access import COOKIE, POLICY, PRINCIPALS, ROLES, SCOPES, declared_routes, unguarded_routes
+from station.access import (
+    COOKIE,
+    POLICY,
+    PRINCIPALS,
+    ROLES,
+    SCOPES,
+    access_table,
+    declared_routes,
+    unguarded_routes,
+)
 from station.api import create_app
 from station.metrics import StationMetrics
 from station.store.access import AccessRepo
+from ui.app import add_console_routes, make_console
+from ui.settings import ConsoleSettings
 
 GRADIO_PROBES = ("/ui/", "/ui/config", "/ui/gradio_api/info")
 # what the issue found open to anyone: each must now refuse an anonymous caller
@@ -157,6 +169,24 @@ def test_docs_load_their_assets_from_the_station(site: Site) -> None:
     assert all(httpx.get(site.url + a, timeout=10).status_code == 200 for a in assets)
     redoc = httpx.get(site.url + "/redoc", headers=headers_for("engineer", site), timeout=10).text
     assert "/docs/assets/redoc.standalone.js" in redoc and "cdn" not in redoc.lower()
+
+
+def test_the_documented_access_table_is_the_policy() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
+    assert access_table() in doc
+
+
+def test_the_impact_page_needs_a_login_when_config_says_it_is_not_public(tmp_path: Path) -> None:
+    seeded = seed(tmp_path)
+    try:
+        for public, status in ((True, 200), (False, 401)):
+            cfg = seeded.cfg.model_copy(update={"security": seeded.cfg.security.model_copy(
+                update={"public_impact": public})})
+            app = create_app(seeded.store, Running(), seeded.live, StationMetrics(), cfg)
+            add_console_routes(app, make_console(app, None, cfg, ConsoleSettings()))
+            assert TestClient(app).get("/impact.json").status_code == status
+    finally:
+        seeded.store.close()
 
 
 def test_a_route_added_without_a_policy_fails_the_walk_and_is_refused(tmp_path: Path) -> None:
