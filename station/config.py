@@ -206,6 +206,9 @@ class SecurityConfig(_Model):
     login_backoff_s: float = Field(1.0, gt=0, description="First wait after too many failed logins (s); it "
                                    "doubles with each further failure.")
     login_backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between login tries (s).")
+    login_tarpit_s: float = Field(1.0, ge=0, description="A login refused for back-off or a full hash queue is "
+                                  "answered after this long (at most its Retry-After), slowing a flood without "
+                                  "holding a thread (s).")
     lock_after: int = Field(20, ge=1, description="Wrong passwords in a row that lock an account until an admin "
                             "unlocks it (`sortloop users unlock NAME`).")
     hash_workers: int = Field(1, ge=1, le=8, description="Password hashes computed at once (argon2, 64 MiB "

@@ -131,12 +131,14 @@ def test_database_and_evidence_are_private(seeded: Seeded) -> None:
 
 
 def test_twenty_wrong_passwords_meet_a_back_off_and_a_lock(seeded: Seeded) -> None:
-    web, console = api_app(seeded, login_backoff_s=30, lock_after=20)
+    web, console = api_app(seeded, login_backoff_s=30, lock_after=20, login_tarpit_s=0.05)
     statuses = []
     with TestClient(web) as client:
         for _ in range(20):
+            t0 = time.monotonic()
             r = client.post("/login", data={"username": "operator", "password": "wrong password!"})
             statuses.append(r.status_code)
+            assert r.status_code != 429 or time.monotonic() - t0 >= 0.05  # the tarpit
             if r.status_code == 429:
                 assert int(r.headers["Retry-After"]) >= 1 and "too many failed logins" in r.text
     assert statuses[:3] == [401] * 3 and set(statuses[3:]) == {429}  # back-off after 3, no hash computed

@@ -9,6 +9,7 @@ once. Logins go through ``ui.login``'s back-off and bounded hash pool.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import html
 import logging
@@ -23,6 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from station.access import COOKIE, principal_of
@@ -150,9 +152,10 @@ class Auth:
         ``BusyError`` (too many logins queued) otherwise."""
         self.guard.check(username, address)
         record = self.repo.get_user(username)
-        # verify even for unknown users, so timing does not tell which names exist
-        stored = record.password_hash if record else _dummy_hash()
-        ok = self.pool.run(lambda: verify_password(stored, password))
+        # verify even for unknown users, so timing does not tell which names exist; the dummy hash is made on
+        # the pool too (made by 40 request threads at once it took 40 × 64 MiB)
+        stored = record.password_hash if record else None
+        ok = self.pool.run(lambda: verify_password(stored or _dummy_hash(), password))
         if record is None or not ok:
             self.guard.failed(username, address)
             locked = self.access.login_failed(username, self.security.lock_after)
@@ -246,9 +249,14 @@ NOTICES = {
 }
 
 
+@functools.cache
+def _login_template() -> Template:
+    return Template((STATIC / "login.html").read_text())
+
+
 def login_page(message: str, *, next_url: str = "/ui/", error: bool = False, status: int = 200,
                username: str = "") -> HTMLResponse:
-    page = Template((STATIC / "login.html").read_text())
+    page = _login_template()
     body = page.substitute(message=html.escape(message), next=html.escape(next_url, quote=True),
                            kind="error" if error else "notice", hidden="" if message else "hidden",
                            username=html.escape(username, quote=True))
@@ -276,15 +284,17 @@ def router(auth: Auth) -> APIRouter:
         return login_page(message, next_url=_safe_next(next), error=e == "expired")
 
     @r.post("/login", response_class=HTMLResponse)
-    def login_submit(request: Request, username: Annotated[str, Form(max_length=256)],
-                     password: Annotated[str, Form(max_length=1024)],
-                     next: Annotated[str, Form(max_length=2048)] = "/ui/") -> Response:
+    async def login_submit(request: Request, username: Annotated[str, Form(max_length=256)],
+                           password: Annotated[str, Form(max_length=1024)],
+                           next: Annotated[str, Form(max_length=2048)] = "/ui/") -> Response:
         name, address = username.strip(), request.client.host if request.client else ""
         try:
-            user, token = auth.login(name, password, address)
+            user, token = await run_in_threadpool(auth.login, name, password, address)
         except (LoginFailedError, ThrottledError, BusyError) as exc:
             log.info("login refused for %r from %s: %s", name[:64], address, exc)
             status, wait = _refusal(exc)
+            if status != 401:  # slow a flood down without holding a thread: it waits as a coroutine
+                await asyncio.sleep(min(wait, auth.security.login_tarpit_s))
             page = login_page(f"Login refused: {exc}.", next_url=_safe_next(next), error=True, status=status,
                               username=name[:64])
             if wait:
