@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
 from station import __version__
+from station.access import AccessGate, Principal, principal_of
+from station.apidocs import docs_router
 from station.config import StationConfig
 from station.events import Reason
 from station.live import BOUNDARY, LiveView
@@ -27,14 +29,22 @@ from station.schemas import (
     HealthOut,
     ItemOut,
     ItemPage,
+    LivenessOut,
     ThroughputOut,
     ThroughputReport,
 )
 from station.store import ItemFilter, NotFoundError, Store
+from station.store.access import AccessRepo
 from station.taxonomy import Stream, load_taxonomy
 
 DEFAULT_WINDOW_S = {"hour": 86_400, "shift": 3 * 86_400, "day": 7 * 86_400}
 NO_CACHE = {"Cache-Control": "no-store"}
+MAX_PAGE = 1_000_000
+MAX_EPOCH = 1e10  # year 2286: a time beyond (or inf, nan, 1e300) is a 422 naming the field
+
+
+def _epoch(description: str) -> Any:
+    return Query(ge=0, le=MAX_EPOCH, allow_inf_nan=False, description=description)
 
 
 @dataclass(frozen=True)
@@ -67,14 +77,22 @@ class StatusProvider(Protocol):
 def create_app(store: Store, status: StatusProvider, live: LiveView, metrics: StationMetrics,
                config: StationConfig) -> FastAPI:
     """The FastAPI app over a running station's parts."""
-    app = FastAPI(title="sortloop station", version=__version__, docs_url="/docs", openapi_url="/openapi.json",
-                  description="Items, evidence, throughput, alarms, metrics and the live view of one station.")
+    app = FastAPI(title="sortloop station", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json",
+                  description="Items, evidence, throughput, alarms, metrics and the live view of one station. "
+                  "Every route but /health, /login and the impact page needs a login or a service token "
+                  "(Authorization: Bearer …); see docs/security.md.")
     app.state.store, app.state.live, app.state.metrics, app.state.config = store, live, metrics, config
+    access = AccessRepo(store)
+    app.state.access = access
     taxonomy = load_taxonomy(config.resolve(config.taxonomy))
     mass_kg = {c.name: c.mass_kg for c in taxonomy.classes}
     app.include_router(_station_router(status, live, metrics, config.api.live_fps))
     app.include_router(_items_router(store, mass_kg), prefix="/api")
-    app.include_router(_alarms_router(store), prefix="/api")
+    app.include_router(_alarms_router(store, access), prefix="/api")
+    app.include_router(docs_router(app))
+    sec = config.security
+    app.add_middleware(AccessGate, repo=access, idle_s=sec.session_idle_s, public_impact=sec.public_impact)
     return app
 
 
@@ -93,15 +111,16 @@ def _health(snapshot: StatusSnapshot) -> HealthOut:
 def _station_router(status: StatusProvider, live: LiveView, metrics: StationMetrics, fps: float) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/health", response_model=HealthOut, tags=["station"],
+    @router.get("/health", response_model=HealthOut | LivenessOut, tags=["station"],
                 responses={503: {"model": HealthOut, "description": "Failing: not running, source lost, "
                                  "fail-safe, a dead or stuck worker, the store refusing writes."}})
-    def health(response: Response) -> HealthOut:
-        """The station's health: 200 when ok or degraded, 503 when failing (same body, with the reasons)."""
+    def health(request: Request, response: Response) -> HealthOut | LivenessOut:
+        """The station's health: 200 when ok or degraded, 503 when failing (same body, with the reasons).
+        Without a login or token only ``ok`` (liveness), no figures."""
         out = _health(status.snapshot())
         response.status_code = 200 if out.ok else 503
         response.headers.update(NO_CACHE)
-        return out
+        return out if principal_of(request) is not None else LivenessOut(ok=out.ok)
 
     @router.get("/metrics", tags=["station"], response_class=Response)
     def prometheus() -> Response:
@@ -135,9 +154,9 @@ def _items_router(store: Store, mass_kg: dict[str, float]) -> APIRouter:
         class_name: Annotated[str | None, Query(alias="class", description="Class name.")] = None,
         hazard: Annotated[str | None, Query(description="Hazard kind, e.g. battery.")] = None,
         reason: Reason | None = None,
-        since: Annotated[float | None, Query(description="Decided at or after (epoch s).")] = None,
-        until: Annotated[float | None, Query(description="Decided before (epoch s).")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        since: Annotated[float | None, _epoch("Decided at or after (epoch s).")] = None,
+        until: Annotated[float | None, _epoch("Decided before (epoch s).")] = None,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> ItemPage:
         """Recorded items, newest first."""
@@ -165,9 +184,10 @@ def _items_router(store: Store, mass_kg: dict[str, float]) -> APIRouter:
     @router.get("/throughput", response_model=ThroughputReport)
     def throughput(
         bucket: Bucket = "hour",
-        since: Annotated[float | None, Query(description="Start (epoch s); default: a window before until.")] = None,
-        until: Annotated[float | None, Query(description="End (epoch s); default: now.")] = None,
-        origin: Annotated[float, Query(description="Buckets are aligned to this time (epoch s; "
+        since: Annotated[float | None, _epoch("Start (epoch s); default: a window before until.")] = None,
+        until: Annotated[float | None, _epoch("End (epoch s); default: now.")] = None,
+        origin: Annotated[float, Query(ge=-MAX_EPOCH, le=MAX_EPOCH, allow_inf_nan=False,
+                                       description="Buckets are aligned to this time (epoch s; "
                                        "0 = UTC midnight), e.g. a shift start.")] = 0.0,
     ) -> ThroughputReport:
         """Items and kg per stream and hour, shift (8 h) or day."""
@@ -182,7 +202,13 @@ def _items_router(store: Store, mass_kg: dict[str, float]) -> APIRouter:
     return router
 
 
-def _alarms_router(store: Store) -> APIRouter:
+def _acker(principal: Principal | None) -> str:
+    if principal is None:  # only without the gate (it admits no anonymous ack)
+        raise HTTPException(401, "log in or send a service token with scope ack")
+    return principal.name if principal.kind == "user" else f"token:{principal.name}"
+
+
+def _alarms_router(store: Store, access: AccessRepo) -> APIRouter:
     router = APIRouter(tags=["alarms"])
 
     @router.get("/alarms", response_model=list[AlarmOut])
@@ -193,17 +219,21 @@ def _alarms_router(store: Store) -> APIRouter:
     @router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut,
                  responses={404: {"description": "No such alarm."},
                             409: {"description": "A hazard alarm: acknowledged only through the console."}})
-    def ack(alarm_id: str, body: AckRequest) -> AlarmOut:
+    def ack(alarm_id: str, request: Request, body: AckRequest | None = None) -> AlarmOut:
         """Acknowledge an alarm (the first acknowledgement is kept). Hazard alarms are refused here: they are
         acknowledged in the console, through the safe-removal checklist and the quarantine log."""
         alarm = store.get_alarm(alarm_id)
         if alarm is not None and alarm.kind.startswith("hazard."):
             raise HTTPException(409, f"alarm {alarm_id} is a {alarm.kind} alarm: acknowledge it in the console "
                                 "(/ui, Hazards) through the safe-removal checklist, so it enters the quarantine log")
+        by = _acker(principal_of(request))
         try:
-            return AlarmOut.from_record(store.ack_alarm(alarm_id, by=body.by))
+            out = AlarmOut.from_record(store.ack_alarm(alarm_id, by=by))
         except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
+        access.audit("alarm.ack", by, alarm_id, alarm.kind if alarm else "", request.client.host if request.client
+                     else "")
+        return out
 
     return router
 

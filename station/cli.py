@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from station.cli_access import tokens_app
 from station.config import ConfigError, StationConfig, load_config
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Check and describe the stat
 sim_app = typer.Typer(no_args_is_help=True, help="The conveyor simulator.")
 app.add_typer(config_app, name="config")
 app.add_typer(sim_app, name="sim")
+app.add_typer(tokens_app, name="tokens")
 
 DEFAULT_CONFIG = Path("configs/station.yaml")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Station config YAML.")]

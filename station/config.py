@@ -35,7 +35,7 @@ def _safe_id(value: str, where: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ReconnectConfig(_Model):
@@ -208,6 +208,8 @@ class ActuatorConfig(_Model):
                                      "or actuator failed) among the last `missed_window` above which a critical "
                                      "alarm is raised.")
     missed_window: int = Field(50, ge=1, description="Commands over which the missed share is measured.")
+    allow_simulated_source: bool = Field(False, description="Let a real actuator (modbus, mqtt) be driven by "
+                                         "the simulator's items (a bench test). Off: such a config is refused.")
 
     @field_validator("station_id")
     @classmethod
@@ -256,6 +258,28 @@ class ApiConfig(_Model):
     live_fps: float = Field(10.0, gt=0, description="Frame rate of the MJPEG live view.")
 
 
+class SecurityConfig(_Model):
+    session_idle_s: float = Field(1800.0, gt=0, description="A login session unused this long ends (s); the "
+                                  "absolute lifetime is the console's session_ttl_s.")
+    public_impact: bool = Field(True, description="Serve the impact page (/impact, /impact.json) without login.")
+    login_backoff_after: int = Field(3, ge=1, description="Failed logins (per user and per address) allowed "
+                                     "before each further try must wait.")
+    login_backoff_s: float = Field(1.0, gt=0, description="First wait after too many failed logins (s); it "
+                                   "doubles with each further failure.")
+    login_backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between login tries (s).")
+    login_tarpit_s: float = Field(1.0, ge=0, description="A login refused for back-off or a full hash queue is "
+                                  "answered after this long (at most its Retry-After), slowing a flood without "
+                                  "holding a thread (s).")
+    lock_after: int = Field(20, ge=1, description="Wrong passwords in a row that lock an account until an admin "
+                            "unlocks it (`sortloop users unlock NAME`).")
+    hash_workers: int = Field(1, ge=1, le=8, description="Password hashes computed at once (argon2, 64 MiB "
+                              "each); further logins wait in a queue instead of taking the pipeline's CPU.")
+    hash_queue: int = Field(32, ge=1, description="Logins that may wait for a hash worker; beyond that a login "
+                            "is answered 503 with Retry-After.")
+    hash_nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the hash workers' threads, so "
+                           "the frame loop wins the CPU over a flood of logins.")
+
+
 class PipelineConfig(_Model):
     queue_size: int = Field(4, ge=1, description="Frames buffered between stages; when full the oldest "
                             "frame is dropped and counted.")
@@ -296,6 +320,17 @@ class StationConfig(_Model):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Database and evidence.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="Web app and live view.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Workers and queues.")
+    security: SecurityConfig = Field(default_factory=SecurityConfig, description="Sessions, logins and access.")
+
+    @model_validator(mode="after")
+    def _real_actuator_needs_real_source(self) -> StationConfig:
+        if (self.actuator.kind != "simulated" and self.source.kind == "simulator"
+                and not self.actuator.allow_simulated_source):
+            raise ValueError(f"actuator.kind is {self.actuator.kind} (a real PLC or broker) but source.kind is "
+                             "simulator (the default when source is not set): simulated items would drive real "
+                             "ejectors. Set source.kind and source.uri to the camera, or, for a bench test, set "
+                             "actuator.allow_simulated_source: true")
+        return self
 
     @field_validator("station_id")
     @classmethod

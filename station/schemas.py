@@ -130,7 +130,14 @@ class AlarmOut(_Out):
 
 
 class AckRequest(_Out):
-    by: str = Field(min_length=1, max_length=64, description="Who acknowledges the alarm.")
+    by: str | None = Field(None, min_length=1, max_length=64, description="Ignored since 0.2: the "
+                           "acknowledgement is recorded under the caller's login or service token name.")
+
+
+class LivenessOut(_Out):
+    """What ``/health`` tells an anonymous caller: alive or not, no figures."""
+
+    ok: bool = Field(description="Running and the source delivers frames (HTTP 200); otherwise 503.")
 
 
 class HealthOut(_Out):

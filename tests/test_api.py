@@ -14,9 +14,11 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from access_kit import sign_in
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from station.access import COOKIE
 from station.api import StatusSnapshot, create_app
 from station.config import StationConfig
 from station.detections import Detections
@@ -25,6 +27,7 @@ from station.frames import Frame
 from station.live import BOUNDARY, HAZARD_COLOUR, LiveView
 from station.metrics import StationMetrics
 from station.store import Store
+from station.store.access import AccessRepo
 from station.taxonomy import Stream, load_taxonomy
 
 T0 = 1_699_999_200.0
@@ -79,7 +82,8 @@ def parts(tmp_path: Path) -> Iterator[tuple[Store, FixedStatus, LiveView, Statio
 
 @pytest.fixture
 def client(parts: tuple[Store, FixedStatus, LiveView, StationMetrics]) -> TestClient:
-    return TestClient(create_app(*parts, StationConfig()))
+    """The app, signed in as an admin (ana): every route admits her (tests/test_access.py walks the roles)."""
+    return TestClient(create_app(*parts, StationConfig()), cookies={COOKIE: sign_in(parts[0], "ana", "admin")})
 
 
 @pytest.fixture
@@ -175,8 +179,9 @@ def test_alarms_list_and_ack(parts: tuple[Store, FixedStatus, LiveView, StationM
     lost = Alarm("source.lost", "camera lost", raised_at=T0 + 5)
     store.add_alarm(lost)
     assert len(client.get("/api/alarms?active=true").json()) == 2
-    r = client.post(f"/api/alarms/{lost.alarm_id}/ack", json={"by": "ana"})
+    r = client.post(f"/api/alarms/{lost.alarm_id}/ack", json={"by": "admin"})  # "by" is the caller, not the body
     assert r.status_code == 200 and r.json()["acknowledged_by"] == "ana" and r.json()["active"] is False
+    assert [(a.actor, a.target) for a in AccessRepo(store).audit_log(action="alarm.ack")] == [("ana", lost.alarm_id)]
     assert [a["kind"] for a in client.get("/api/alarms?active=true").json()] == ["hazard.battery"]
     # a hazard is acknowledged only through the console's checklist, never by a bare API call
     r = client.post(f"/api/alarms/{hazard.alarm_id}/ack", json={"by": "ana"})
@@ -184,7 +189,7 @@ def test_alarms_list_and_ack(parts: tuple[Store, FixedStatus, LiveView, StationM
     assert store.get_alarm(hazard.alarm_id).acknowledged_at is None
     assert len(client.get("/api/alarms").json()) == 2
     assert client.post("/api/alarms/nope/ack", json={"by": "ana"}).status_code == 404
-    assert client.post(f"/api/alarms/{lost.alarm_id}/ack", json={"by": ""}).status_code == 422
+    assert client.post(f"/api/alarms/{lost.alarm_id}/ack", json={"by": 3}).status_code == 422
 
 
 def test_metrics_endpoint(parts: tuple[Store, FixedStatus, LiveView, StationMetrics], client: TestClient) -> None:
@@ -343,12 +348,15 @@ def test_uvicorn_serves_the_mjpeg_live_view(parts: tuple[Store, FixedStatus, Liv
                 break
             time.sleep(0.05)
         assert server.started, "uvicorn did not start"
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/live.mjpg", timeout=20) as r:
+        _, token = AccessRepo(parts[0]).create_token("wall-screen", "read")
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/live.mjpg", timeout=20,
+                          headers={"Authorization": f"Bearer {token}"}) as r:
             assert r.status_code == 200
             assert r.headers["content-type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
             frames = _read_parts(r.iter_bytes(), 2)
         assert [_decode(f).shape for f in frames] == [(240, 320, 3)] * 2
-        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["ok"] is True
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json() == {"ok": True}  # anonymous
+        assert httpx.get(f"http://127.0.0.1:{port}/live.jpg", timeout=10).status_code == 401
     finally:
         stop.set()
         live.close()

@@ -45,7 +45,8 @@ def write_config(tmp_path: Path, broker: tuple[str, int]) -> Path:
         "source": {"kind": "simulator", "realtime": True},
         "simulator": {"items_per_min": 150, "seed": 1},
         "model": {"path": str(DEFAULT_MODEL), "watch_registry": False},
-        "actuator": {"kind": "mqtt", "host": broker[0], "port": broker[1], "timeout_s": 2.0},
+        "actuator": {"kind": "mqtt", "host": broker[0], "port": broker[1], "timeout_s": 2.0,
+                     "allow_simulated_source": True},
         "store": {"url": f"sqlite:///{tmp_path}/station.db", "evidence_dir": str(tmp_path / "evidence")},
     }
     path = tmp_path / "station.yaml"

@@ -58,7 +58,7 @@ def test_each_role_sees_only_its_views(site: tuple[str, Seeded, Console], browse
 def test_an_expired_session_goes_back_to_login(site: tuple[str, Seeded, Console], browser: Browser) -> None:
     url, _, console = site
     context = browser.new_context()
-    stale = console.auth.codec.issue("operator", now=time.time() - console.auth.codec.ttl_s - 5)
+    stale = console.repo.access.open_session("operator", console.auth.ttl_s, now=time.time() - console.auth.ttl_s - 5)
     context.add_cookies([{"name": COOKIE, "value": stale, "url": url}])
     page = context.new_page()
     page.goto(f"{url}/ui/", wait_until="domcontentloaded")
@@ -70,7 +70,7 @@ def test_an_expired_session_goes_back_to_login(site: tuple[str, Seeded, Console]
 def test_an_open_console_notices_its_session_expired(site: tuple[str, Seeded, Console], browser: Browser) -> None:
     url, _, console = site
     page = login(browser, url, "operator")
-    stale = console.auth.codec.issue("operator", now=time.time() - console.auth.codec.ttl_s - 5)
+    stale = console.repo.access.open_session("operator", console.auth.ttl_s, now=time.time() - console.auth.ttl_s - 5)
     page.context.add_cookies([{"name": COOKIE, "value": stale, "url": url}])
     page.wait_for_function("typeof window.sortloopCheckSession === 'function'")
     page.evaluate("window.sortloopCheckSession()")  # what the page does every 30 s

@@ -177,10 +177,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: FastAPI, live: LiveView) -> Iterator[str]:
-    """The app under a real uvicorn on 127.0.0.1; yields its base URL."""
+def serve(app: FastAPI, live: LiveView, host: str = "127.0.0.1") -> Iterator[str]:
+    """The app under a real uvicorn on ``host`` (reached through 127.0.0.1); yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -27,9 +27,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from station.config import StationConfig
 from station.taxonomy import load_taxonomy
 from ui import corrections, hazard, review
-from ui.auth import Auth, AuthError, ConsoleUser, Perm, SessionCodec, SessionExpiredError, request_user
+from ui.auth import Auth, AuthError, ConsoleUser, Perm, SessionExpiredError, request_user
 from ui.auth import router as auth_router
 from ui.context import ConsoleContext
+from ui.downloads import KEEP_S, sweep
 from ui.operator import build_operator_tab
 from ui.repo import ConsoleRepo
 from ui.settings import Console, ConsoleSettings, load_settings
@@ -88,7 +89,8 @@ class ConsoleGate:
             page = HTMLResponse(REFUSED.format(host=html.escape(self.host)), status_code=503)
             await page(scope, receive, send)
             return
-        if scope["method"] == "GET" and path in ("/ui", "/ui/"):
+        # a browser without a session goes to the login form; a machine with a token gets the policy's 403
+        if scope["method"] == "GET" and path in ("/ui", "/ui/") and not Request(scope).headers.get("authorization"):
             reason = await run_in_threadpool(self._no_session, Request(scope))
             if reason is not None:
                 await RedirectResponse(f"/login?e={reason}&next=/ui/", status_code=303)(scope, receive, send)
@@ -122,7 +124,7 @@ def make_console(web_app: FastAPI, station: Any, cfg: StationConfig, settings: C
     store = station.store if station is not None else web_app.state.store
     taxonomy = station.taxonomy if station is not None else load_taxonomy(cfg.resolve(cfg.taxonomy))
     repo = ConsoleRepo(store)
-    auth = Auth(repo, SessionCodec(repo.session_key(), settings.session_ttl_s), secure=settings.cookie_secure)
+    auth = Auth(repo, ttl_s=settings.session_ttl_s, security=cfg.security, secure=settings.cookie_secure)
     live = station.live if station is not None else getattr(web_app.state, "live", None)
     console = Console(ConsoleContext(cfg, taxonomy, store, station), repo, auth, settings, live)
     unknown = [c for c in console.shortcut_classes if c not in taxonomy]
@@ -133,13 +135,15 @@ def make_console(web_app: FastAPI, station: Any, cfg: StationConfig, settings: C
 
 def add_console_routes(web_app: FastAPI, console: Console) -> None:
     """Login, session and console API endpoints, static files and the gate (everything but the Gradio UI)."""
+    from ui.audit import router as audit_router
     from ui.impact import impact_router
 
     for router in (auth_router(console.auth), corrections.router(console), hazard.router(console),
-                   review.router(console), _static_router(), impact_router(console.ctx)):
+                   review.router(console), _static_router(), impact_router(console.ctx), audit_router(console)):
         web_app.include_router(router)
     host = console.ctx.config.api.host
     web_app.add_middleware(ConsoleGate, console=console, host=host)
+    sweep()  # downloads left behind by an earlier run
     if not is_loopback(host) and not console.repo.has_admin():
         log.error("console refused on %s: no admin account; run `sortloop users create-admin`", host)
 
@@ -185,7 +189,8 @@ def build_console(console: Console) -> "gr.Blocks":
     """The console's Blocks: header, hazard banner, and the tabs (all hidden until the user's role is known)."""
     import gradio as gr
 
-    with gr.Blocks(title="sortloop console", analytics_enabled=False) as demo:
+    # Gradio's copies of downloads: checked every 10 minutes, removed after an hour
+    with gr.Blocks(title="sortloop console", analytics_enabled=False, delete_cache=(600, int(KEEP_S))) as demo:
         user_state = gr.State(None)
         timer = gr.Timer(console.settings.poll_s)
         header = gr.HTML("", js_on_load=None, elem_id="console-header")

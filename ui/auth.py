@@ -2,18 +2,17 @@
 
 One login serves the Gradio console (through ``gr.mount_gradio_app(auth_dependency=…)``) and the console's
 API write endpoints (through ``Auth.dependency``). Every check happens on the server; hiding a tab is only
-a courtesy. The login form lives at ``/login`` (see ``router``).
+a courtesy. The login form lives at ``/login`` (see ``router``). Sessions are server-side
+(``station.store.access``): logout, a password or role change, disabling and an admin's revoke end them at
+once. Logins go through ``ui.login``'s back-off and bounded hash pool.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import functools
-import hashlib
-import hmac
 import html
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,14 +24,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from station.access import COOKIE, principal_of
+from station.config import SecurityConfig
 from station.store.models import ROLES
+from ui.login import BusyError, HashPool, LoginGuard, ThrottledError
 from ui.repo import ConsoleRepo, UserRecord
 
 log = logging.getLogger(__name__)
 
-COOKIE = "sortloop_session"
 MIN_PASSWORD = 10
 STATIC = Path(__file__).resolve().parent / "static"
 _hasher = PasswordHasher()
@@ -134,73 +136,65 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class SessionCodec:
-    """Session tokens ``<user>.<expiry>.<hmac>``: signed with the database's key, valid ``ttl_s`` seconds."""
-
-    def __init__(self, key: bytes, ttl_s: float) -> None:
-        self._key, self.ttl_s = key, ttl_s
-
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
-
-    def issue(self, username: str, now: float | None = None) -> str:
-        expires = int((time.time() if now is None else now) + self.ttl_s)
-        payload = f"{_b64(username.encode())}.{expires}"
-        return f"{payload}.{self._sign(payload)}"
-
-    def read(self, token: str, now: float | None = None) -> tuple[str, float]:
-        """(username, expiry) of a valid token; raises ``SessionExpiredError`` or ``NotLoggedInError``."""
-        try:
-            user_b64, expires_text, sig = token.split(".")
-            payload = f"{user_b64}.{expires_text}"
-            if not hmac.compare_digest(sig, self._sign(payload)):
-                raise ValueError("bad signature")
-            username, expires = _unb64(user_b64).decode(), float(expires_text)
-        except (ValueError, UnicodeDecodeError):
-            raise NotLoggedInError("your session is not valid (signed by another station or altered); "
-                                   "log in again") from None
-        if expires <= (time.time() if now is None else now):
-            raise SessionExpiredError("your session expired; log in again")
-        return username, expires
-
-
 class Auth:
-    """Logs users in and finds the user of a request."""
+    """Logs users in (through the back-off and the hash pool) and finds the user of a request."""
 
-    def __init__(self, repo: ConsoleRepo, codec: SessionCodec, *, secure: bool = False) -> None:
-        self.repo, self.codec, self.secure = repo, codec, secure
+    def __init__(self, repo: ConsoleRepo, *, ttl_s: float, security: SecurityConfig | None = None,
+                 secure: bool = False) -> None:
+        self.repo, self.ttl_s, self.secure = repo, ttl_s, secure
+        self.security = security or SecurityConfig()
+        self.access = repo.access
+        self.guard = LoginGuard(self.security)
+        self.pool = HashPool(self.security.hash_workers, self.security.hash_queue, self.security.hash_nice)
 
-    def login(self, username: str, password: str) -> tuple[ConsoleUser, str]:
+    def login(self, username: str, password: str, address: str = "") -> tuple[ConsoleUser, str]:
+        """The user and a new session's cookie value; ``LoginFailedError``, ``ThrottledError`` (wait) or
+        ``BusyError`` (too many logins queued) otherwise."""
+        self.guard.check(username, address)
         record = self.repo.get_user(username)
-        # verify even for unknown users, so timing does not tell which names exist
-        ok = verify_password(record.password_hash if record else _dummy_hash(), password)
+        # verify even for unknown users, so timing does not tell which names exist; the dummy hash is made on
+        # the pool too (made by 40 request threads at once it took 40 × 64 MiB)
+        stored = record.password_hash if record else None
+        ok = self.pool.run(lambda: verify_password(stored or _dummy_hash(), password))
         if record is None or not ok:
+            self.guard.failed(username, address)
+            locked = self.access.login_failed(username, self.security.lock_after)
+            self.access.audit("login.failed", username[:64], detail="account locked" if locked else "",
+                              address=address)
             raise LoginFailedError("wrong user name or password")
+        if record.locked:
+            raise LoginFailedError(f"account {username!r} is locked after too many failed logins; an admin can "
+                                   f"unlock it (sortloop users unlock {username})")
         if record.disabled:
             raise LoginFailedError(f"account {username!r} is disabled; ask an admin")
-        return ConsoleUser(record.username, record.role), self.codec.issue(record.username)
+        self.guard.succeeded(username, address)
+        self.access.login_succeeded(username)
+        token = self.access.open_session(record.username, self.ttl_s, address)
+        self.access.audit("login", record.username, detail=record.role, address=address)
+        return ConsoleUser(record.username, record.role), token
 
     def known(self, username: str) -> ConsoleUser:
         """The enabled user of that name (as the database says now)."""
         record: UserRecord | None = self.repo.get_user(username)
-        if record is None or record.disabled:
+        if record is None or record.disabled or record.locked:
             raise NotLoggedInError(f"account {username!r} no longer exists or is disabled; log in again")
         return ConsoleUser(record.username, record.role)
 
     def user(self, conn: HTTPConnection) -> ConsoleUser:
+        """The user of a request's live session (the gate's finding when it ran, else a lookup)."""
+        principal = principal_of(conn)
+        if principal is not None and principal.kind == "user":
+            return ConsoleUser(principal.name, principal.role)
         token = conn.cookies.get(COOKIE)
         if not token:
             raise NotLoggedInError("log in to use the console")
-        username, _ = self.codec.read(token)
-        return self.known(username)
+        check = self.access.check_session(token, self.security.session_idle_s)
+        if check.session is None:
+            if check.reason == "expired":
+                raise SessionExpiredError("your session expired; log in again")
+            raise NotLoggedInError("your session has ended (logout, a password or role change, or an admin "
+                                   "ended it); log in again")
+        return ConsoleUser(check.session.username, check.session.role)
 
     def username(self, request: Request) -> str | None:
         """Gradio's ``auth_dependency``: the user name of a valid session, else None (Gradio answers 401)."""
@@ -255,13 +249,27 @@ NOTICES = {
 }
 
 
+@functools.cache
+def _login_template() -> Template:
+    return Template((STATIC / "login.html").read_text())
+
+
 def login_page(message: str, *, next_url: str = "/ui/", error: bool = False, status: int = 200,
                username: str = "") -> HTMLResponse:
-    page = Template((STATIC / "login.html").read_text())
+    page = _login_template()
     body = page.substitute(message=html.escape(message), next=html.escape(next_url, quote=True),
                            kind="error" if error else "notice", hidden="" if message else "hidden",
                            username=html.escape(username, quote=True))
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _refusal(exc: Exception) -> tuple[int, int]:
+    """(HTTP status, Retry-After seconds or 0) of a refused login."""
+    if isinstance(exc, ThrottledError):
+        return 429, max(1, round(exc.retry_after_s))
+    if isinstance(exc, BusyError):
+        return 503, 5
+    return 401, 0
 
 
 def router(auth: Auth) -> APIRouter:
@@ -276,22 +284,36 @@ def router(auth: Auth) -> APIRouter:
         return login_page(message, next_url=_safe_next(next), error=e == "expired")
 
     @r.post("/login", response_class=HTMLResponse)
-    def login_submit(username: Annotated[str, Form()], password: Annotated[str, Form()],
-                     next: Annotated[str, Form()] = "/ui/") -> Response:
+    async def login_submit(request: Request, username: Annotated[str, Form(max_length=256)],
+                           password: Annotated[str, Form(max_length=1024)],
+                           next: Annotated[str, Form(max_length=2048)] = "/ui/") -> Response:
+        name, address = username.strip(), request.client.host if request.client else ""
         try:
-            user, token = auth.login(username.strip(), password)
-        except LoginFailedError as exc:
-            log.info("failed login for %r", username)
-            return login_page(f"Login refused: {exc}.", next_url=_safe_next(next), error=True, status=401,
-                              username=username.strip()[:64])
+            user, token = await run_in_threadpool(auth.login, name, password, address)
+        except (LoginFailedError, ThrottledError, BusyError) as exc:
+            log.info("login refused for %r from %s: %s", name[:64], address, exc)
+            status, wait = _refusal(exc)
+            if status != 401:  # slow a flood down without holding a thread: it waits as a coroutine
+                await asyncio.sleep(min(wait, auth.security.login_tarpit_s))
+            page = login_page(f"Login refused: {exc}.", next_url=_safe_next(next), error=True, status=status,
+                              username=name[:64])
+            if wait:
+                page.headers["Retry-After"] = str(wait)
+            return page
         log.info("%s (%s) logged in", user.username, user.role)
         response = RedirectResponse(_safe_next(next), status_code=303)
-        response.set_cookie(COOKIE, token, max_age=int(auth.codec.ttl_s) + 86_400, httponly=True,
-                            samesite="lax", secure=auth.secure, path="/")
+        secure = auth.secure or request.url.scheme == "https"
+        response.set_cookie(COOKIE, token, max_age=int(auth.ttl_s), httponly=True, samesite="lax", secure=secure,
+                            path="/")
         return response
 
     @r.api_route("/logout", methods=["GET", "POST"])
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        token = request.cookies.get(COOKIE)
+        if token and auth.access.end_session(token):
+            principal = principal_of(request)
+            auth.access.audit("logout", principal.name if principal else "?",
+                              address=request.client.host if request.client else "")
         response = RedirectResponse("/login?e=out", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response

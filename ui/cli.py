@@ -1,12 +1,15 @@
 """The ``sortloop`` command: the runtime's commands, plus training and console commands.
 
 Console commands: ``sortloop users create-admin`` (the first admin; there is no default password),
-``users add`` and ``users list``. Registering also hooks the console's mount into ``sortloop run``.
+``users add|list|disable|enable|set-role|reset-password|unlock|sessions|end-sessions|end-session`` and
+``sortloop audit`` (the audit log, as a table or CSV). Every change is audited and ends the user's sessions.
+Registering also hooks the console's mount into ``sortloop run``.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +18,7 @@ import typer
 from station.cli import CONSOLE_HOOKS, ConfigOpt, app, fail
 
 if TYPE_CHECKING:
+    from station.store.access import AccessRepo
     from ui.repo import ConsoleRepo
 
 users_app = typer.Typer(no_args_is_help=True, help="Console accounts (roles: operator, engineer, manager, admin).")
@@ -90,12 +94,115 @@ def list_users(config: ConfigOpt = None) -> None:
         typer.echo(f"{u.username}\t{u.role}{'  (disabled)' if u.disabled else ''}")
 
 
+UserArg = Annotated[str, typer.Argument(help="User name.")]
+
+
+def _change(action: str, username: str, config: Path | None, change: Callable[[AccessRepo], object],
+            detail: str = "") -> None:
+    """Apply a user change (which ends their sessions) and audit it."""
+    from station.cli_access import access_repo, cli_actor
+    from station.store import NotFoundError
+
+    repo = access_repo(config)
+    try:
+        change(repo)
+    except (NotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    repo.audit(action, cli_actor(), username, detail)
+    typer.echo(f"{action}: {username}{f' ({detail})' if detail else ''}; their sessions are ended")
+
+
+@users_app.command("disable")
+def disable_user(username: UserArg, config: ConfigOpt = None) -> None:
+    """Disable an account: it cannot log in and its sessions end now."""
+    _change("user.disable", username, config, lambda r: r.set_disabled(username, True))
+
+
+@users_app.command("enable")
+def enable_user(username: UserArg, config: ConfigOpt = None) -> None:
+    """Enable a disabled account again."""
+    _change("user.enable", username, config, lambda r: r.set_disabled(username, False))
+
+
+@users_app.command("set-role")
+def set_role(username: UserArg, role: Role, config: ConfigOpt = None) -> None:
+    """Change a user's role; their sessions end (the new role applies from the next login)."""
+    _change("user.role", username, config, lambda r: r.set_role(username, role), role)
+
+
+@users_app.command("reset-password")
+def reset_password(username: UserArg, password_stdin: PasswordStdin = False, config: ConfigOpt = None) -> None:
+    """Set a new password (asks for it); ends the user's sessions and lifts a lock."""
+    from ui.auth import hash_password
+
+    password = _password(username, password_stdin)
+    _change("user.password", username, config, lambda r: r.set_password(username, hash_password(password)))
+
+
+@users_app.command("unlock")
+def unlock_user(username: UserArg, config: ConfigOpt = None) -> None:
+    """Lift the lock that too many failed logins put on an account."""
+    _change("user.unlock", username, config, lambda r: r.unlock(username))
+
+
+@users_app.command("sessions")
+def list_sessions(username: Annotated[str | None, typer.Argument(help="Only this user's.")] = None,
+                  config: ConfigOpt = None) -> None:
+    """Live sessions: id, user, role, started, last seen, address."""
+    from station.cli_access import access_repo, when
+
+    for s in access_repo(config).sessions(username):
+        typer.echo(f"{s.id}\t{s.username}\t{s.role}\tstarted {when(s.created_at)}\tseen {when(s.last_seen)}\t"
+                   f"{s.address or '-'}")
+
+
+@users_app.command("end-sessions")
+def end_sessions(username: UserArg, config: ConfigOpt = None) -> None:
+    """End every session of a user (they must log in again)."""
+    _change("session.revoke", username, config, lambda r: r.end_sessions(username))
+
+
+@users_app.command("end-session")
+def end_session(session_id: Annotated[str, typer.Argument(help="Session id from `users sessions`.")],
+                config: ConfigOpt = None) -> None:
+    """End one session."""
+    from station.cli_access import access_repo, cli_actor
+    from station.store import NotFoundError
+
+    repo = access_repo(config)
+    try:
+        username = repo.end_session_id(session_id)
+    except NotFoundError as exc:
+        raise fail(str(exc)) from None
+    repo.audit("session.revoke", cli_actor(), username, session_id)
+    typer.echo(f"session {session_id} of {username} ended")
+
+
+def audit_command(
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the log as CSV to this file.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest entries to show.")] = 100,
+    config: ConfigOpt = None,
+) -> None:
+    """The audit log: logins, failed logins, user and role changes, token use, acknowledgements."""
+    from station.cli_access import access_repo, when
+    from ui.audit import audit_csv
+
+    rows = access_repo(config).audit_log(limit)
+    if csv_out is not None:
+        csv_out.write_text(audit_csv(rows))
+        typer.echo(f"{len(rows)} entries written to {csv_out}")
+        return
+    for a in rows:
+        typer.echo(f"{when(a.at)}\t{a.action}\t{a.actor}\t{a.target}\t{a.detail}\t{a.address}")
+
+
 def register_console() -> None:
-    """Add the ``users`` commands and hook the console into ``sortloop run`` (once)."""
+    """Add the ``users`` and ``audit`` commands and hook the console into ``sortloop run`` (once)."""
     from ui.app import console_hook
 
     if not any(g.name == "users" for g in app.registered_groups):
         app.add_typer(users_app, name="users")
+        app.command("audit")(audit_command)
     if console_hook not in CONSOLE_HOOKS:
         CONSOLE_HOOKS.append(console_hook)
 

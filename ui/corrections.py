@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +28,7 @@ from station.store import ItemRecord
 from station.store.evidence import write_jpeg
 from training.formats import Box, Sample, image_size, write_coco, write_yolo
 from ui.auth import RANK, ConsoleUser, Perm
+from ui.downloads import download_dir
 from ui.repo import CorrectionRecord, NewCorrection
 from ui.settings import Console
 
@@ -345,7 +345,7 @@ def export_dataset(console: Console, out_dir: Path, fmt: Literal["yolo", "coco"]
 
 def export_zip(console: Console, fmt: Literal["yolo", "coco"]) -> tuple[Path, ExportSummary]:
     """The export as a zip file in a fresh temporary folder (for a download)."""
-    work = Path(tempfile.mkdtemp(prefix="sortloop-export-"))
+    work = download_dir("sortloop-export-")
     summary = export_dataset(console, work / f"corrections-{fmt}", fmt)
     archive = shutil.make_archive(str(work / f"sortloop-corrections-{fmt}"), "zip", work, f"corrections-{fmt}")
     return Path(archive), summary

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import logging
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from station.store.access import AccessRepo
 from ui.access import require
 from ui.auth import ConsoleUser, Perm
+from ui.downloads import download_dir
 from ui.jobs import JobManager, JobStatus, process_runner
 from ui.retrain import IMGSZ_HELP, ROOT, Comparison, RetrainError, RetrainSpec
 
@@ -132,7 +133,7 @@ class EngineerDesk:
 
     def corrections_csv(self, user: object) -> Path:
         rows = self.correction_counts(user)
-        path = Path(tempfile.mkdtemp(prefix="sortloop-corrections-")) / "corrections_per_class.csv"
+        path = download_dir("sortloop-corrections-") / "corrections_per_class.csv"
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(COUNT_COLUMNS)
@@ -200,13 +201,13 @@ class EngineerDesk:
 
     def _console(self) -> Console:
         """The corrections module's view of the console (store, repo, taxonomy)."""
-        from ui.auth import Auth, SessionCodec
+        from ui.auth import Auth
         from ui.repo import ConsoleRepo
         from ui.settings import Console, ConsoleSettings
 
         repo, settings = ConsoleRepo(self.ctx.store), ConsoleSettings()
-        return Console(self.ctx, repo, Auth(repo, SessionCodec(repo.session_key(), settings.session_ttl_s)),
-                       settings)
+        auth = Auth(repo, ttl_s=settings.session_ttl_s, security=self.ctx.config.security)
+        return Console(self.ctx, repo, auth, settings)
 
     def job(self, user: object) -> JobStatus | None:
         require(user, Perm.ENGINEER)
@@ -245,11 +246,15 @@ class EngineerDesk:
     def promote(self, user: object, version: str) -> GateDecision:
         """Promote through the gate (refusals raise ``GateRefused`` with the reasons); the station swaps."""
         who = require(user, Perm.ENGINEER)
-        return self.registry.promote(version, self.gate(), by=who.username)
+        decision = self.registry.promote(version, self.gate(), by=who.username)
+        AccessRepo(self.ctx.store).audit("model.promote", who.username, version)
+        return decision
 
     def rollback(self, user: object) -> str:
         who = require(user, Perm.ENGINEER)
-        return self.registry.rollback(by=who.username).version
+        version = self.registry.rollback(by=who.username).version
+        AccessRepo(self.ctx.store).audit("model.rollback", who.username, version)
+        return version
 
 
 def _touches(kind: str, before: str | None, after: str | None) -> list[tuple[str, int]]:

@@ -89,8 +89,10 @@ def acknowledge(console: Console, user: ConsoleUser, alarm_id: str, container: s
     container = container.strip()
     if not container or len(container) > 64:
         raise ChecklistError("name the quarantine container the item went into (1–64 characters)")
-    return console.repo.quarantine(alarm_id, container, user.username, {s: True for s in hazard.steps},
-                                   hazard.hazard)
+    record = console.repo.quarantine(alarm_id, container, user.username, {s: True for s in hazard.steps},
+                                     hazard.hazard)
+    console.repo.access.audit("hazard.ack", user.username, alarm_id, f"{hazard.hazard} into {container}")
+    return record
 
 
 def _utc(t: float) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ui.context import ConsoleContext
 from ui.report_queries import first_item_time
@@ -27,9 +27,19 @@ from ui.reports import (
 )
 
 CACHE_HEADERS = {"Cache-Control": "public, max-age=60"}
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
+def _sane_day(day: date | None) -> date | None:
+    if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"a day between {FIRST_DAY} and {LAST_DAY}")
+    return day
+
+
 From = Annotated[date | None, Query(alias="from", description="First day (YYYY-MM-DD); default: the first "
-                                    "recorded item's day.")]
-To = Annotated[date | None, Query(description="Last day, included (YYYY-MM-DD); default: today.")]
+                                    "recorded item's day."), AfterValidator(_sane_day)]
+To = Annotated[date | None, Query(description="Last day, included (YYYY-MM-DD); default: today."),
+               AfterValidator(_sane_day)]
 
 
 class ImpactOut(BaseModel):

@@ -6,24 +6,19 @@ short transaction, like the ``Store``. What comes out are frozen dataclasses, ne
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from station.events import new_id
 from station.store import NotFoundError, Store, StoreError
-from station.store.models import ROLES, AlarmRow, ConsoleSecret, Correction, Item, QuarantineEntry, User
+from station.store.access import AccessRepo, UserExistsError
+from station.store.models import AlarmRow, Correction, Item, QuarantineEntry, User
 
-SESSION_KEY = "session_key"
-
-
-class UserExistsError(StoreError):
-    """A user with that name exists already."""
+__all__ = ["ConsoleRepo", "UserExistsError", "UserRecord"]
 
 
 class AlreadyAcknowledgedError(StoreError):
@@ -37,6 +32,7 @@ class UserRecord:
     created_at: float
     disabled: bool
     password_hash: str
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ class QuarantineRecord:
 
 
 def _user(row: User) -> UserRecord:
-    return UserRecord(row.username, row.role, row.created_at, row.disabled, row.password_hash)
+    return UserRecord(row.username, row.role, row.created_at, row.disabled, row.password_hash, row.locked)
 
 
 def _correction(row: Correction) -> CorrectionRecord:
@@ -101,21 +97,16 @@ class ConsoleRepo:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.access = AccessRepo(store)
         self._session = sessionmaker(store.engine, expire_on_commit=False)
 
     # -- users -----------------------------------------------------------------------------------
 
     def add_user(self, username: str, password_hash: str, role: str) -> UserRecord:
-        if role not in ROLES:
-            raise ValueError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
-        row = User(username=username, password_hash=password_hash, role=role, created_at=time.time(),
-                   disabled=False)
-        try:
-            with self._session.begin() as s:
-                s.add(row)
-        except IntegrityError as exc:
-            raise UserExistsError(f"user {username!r} exists already; choose another name") from exc
-        return _user(row)
+        self.access.add_user(username, password_hash, role)
+        record = self.get_user(username)
+        assert record is not None
+        return record
 
     def get_user(self, username: str) -> UserRecord | None:
         with self._session() as s:
@@ -130,23 +121,6 @@ class ConsoleRepo:
         stmt = select(func.count()).select_from(User).where(User.role == "admin", User.disabled.is_(False))
         with self._session() as s:
             return bool(s.scalar(stmt))
-
-    # -- secrets ---------------------------------------------------------------------------------
-
-    def session_key(self) -> bytes:
-        """The key that signs session cookies, made on first use and kept in the database."""
-        with self._session() as s:
-            row = s.get(ConsoleSecret, SESSION_KEY)
-        if row is None:
-            try:
-                with self._session.begin() as s:
-                    s.add(ConsoleSecret(name=SESSION_KEY, value=secrets.token_hex(32), created_at=time.time()))
-            except IntegrityError:
-                pass  # another process made it first: use theirs
-            with self._session() as s:
-                row = s.get(ConsoleSecret, SESSION_KEY)
-        assert row is not None
-        return bytes.fromhex(row.value)
 
     # -- corrections -----------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from station.taxonomy import Stream, Taxonomy
 from ui import report_queries as q
 from ui.access import require
 from ui.auth import Perm
+from ui.downloads import download_dir
 from ui.report_config import DEFAULT_CONFIG, ReportConfig, ReportError, hour_of, load_report_config
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ def make_report(ctx: ConsoleContext, user: object, start: str, end: str) -> Repo
     rcfg = load_report_config(ctx.config.resolve(DEFAULT_CONFIG))
     period = Period.parse(start.strip(), end.strip(), rcfg.timezone)
     report = build_report(ctx.store, ctx.taxonomy, period, rcfg, station=ctx.config.station_id)
-    out = Path(tempfile.mkdtemp(prefix="sortloop-report-"))  # a folder Gradio may serve downloads from
+    out = download_dir("sortloop-report-")  # a folder Gradio may serve downloads from
     stem = f"report_{period.start}_{period.end}"
     (out / f"{stem}.csv").write_text(to_csv(report))
     (out / f"{stem}.pdf").write_bytes(to_pdf(report))

@@ -11,9 +11,9 @@ import html
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from station.store import ItemFilter, ItemRecord
@@ -130,16 +130,19 @@ class ReviewOut(BaseModel):
     decided_at: float
 
 
+ReviewLimit = Annotated[int, Query(ge=1, le=500, description="Entries (1–500).")]
+
+
 def router(console: Console) -> APIRouter:
     r = APIRouter(tags=["console"])
     reviewer = Depends(console.auth.dependency(Perm.REVIEW))
 
     @r.get("/api/console/review", response_model=list[ReviewOut])
-    def get_review(user: ConsoleUser = reviewer, limit: int = SHOWN) -> list[ReviewOut]:
+    def get_review(user: ConsoleUser = reviewer, limit: ReviewLimit = SHOWN) -> list[ReviewOut]:
         return [ReviewOut(item_id=e.item.item_id, score=round(e.score, 4), why=list(e.why),
                           conflict=e.resolution.conflict, class_name=e.item.class_name, stream=e.item.stream.value,
                           confidence=e.item.confidence, bin=e.item.bin, decided_at=e.item.decided_at)
-                for e in review_queue(console, max(1, min(limit, 500)))]
+                for e in review_queue(console, limit)]
 
     return r
 

@@ -129,6 +129,24 @@ def make_engine(url: URL, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     return engine
 
 
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def make_private(url: URL, evidence_dir: Path) -> None:
+    """Only the station's user may read the database (and its WAL and lock files) and the evidence folder: it
+    holds password hashes, session hashes and images of what was on the belt."""
+    path = sqlite_file(url)
+    files = [] if path is None else [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", ".migrate.lock"))]
+    for f, mode in [*((f, PRIVATE_FILE) for f in files), (evidence_dir, PRIVATE_DIR)]:
+        if not f.exists():
+            continue
+        if f.stat().st_uid != os.getuid():
+            log.warning("%s belongs to another user: its mode stays %o; give it to the station's user", f,
+                        f.stat().st_mode & 0o777)
+            continue
+        os.chmod(f, mode)
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config built in code (no alembic.ini); pass ``connection`` to migrate through it."""
     cfg = Config()

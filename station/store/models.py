@@ -35,6 +35,7 @@ NAMING = {
 
 ID = String(32)
 ROLES = ("operator", "engineer", "manager", "admin")
+TOKEN_SCOPES = ("metrics", "read", "ack")
 CORRECTION_KINDS = ("reclass", "not_item", "missed_item", "confirm")
 
 
@@ -133,6 +134,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Wrong passwords in a row (migration 0004); at ``security.lock_after`` the account is locked."""
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    """Locked after too many failed logins, until an admin unlocks it (``sortloop users unlock``)."""
 
 
 class Correction(Base):
@@ -172,6 +177,49 @@ class QuarantineEntry(Base):
     handled_by: Mapped[str] = mapped_column(String(64))
     handled_at: Mapped[float] = mapped_column(Float)
     checklist: Mapped[dict[str, bool]] = mapped_column(JSON)
+
+
+class ApiSession(Base):
+    """A server-side login session (migration 0004). Only the SHA-256 of the cookie's random token is kept,
+    so reading the database does not give a usable cookie; deleting the row ends the session at once."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ServiceToken(Base):
+    """A machine's bearer token with one scope (metrics, read or ack); only its SHA-256 is kept."""
+
+    __tablename__ = "service_tokens"
+    __table_args__ = (CheckConstraint(_one_of("scope", TOKEN_SCOPES), name="scope"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    """One security-relevant event: logins, failed logins, role changes, token use, revocations …"""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str] = mapped_column(String(128), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
 
 
 class ConsoleSecret(Base):

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from station.events import Actuation, ActuationStatus, Alarm, Decision
 from station.store import convert
-from station.store.engine import floor_nonneg, make_engine, migrate, parse_url, sqlite_file
+from station.store.engine import floor_nonneg, make_engine, make_private, migrate, parse_url, sqlite_file
 from station.store.evidence import crop_relpath, write_jpeg
 from station.store.models import ActuationRow, AlarmRow, Item, ModelVersionRow
 from station.store.records import (
@@ -72,6 +72,7 @@ class Store:
         evidence_dir = Path(evidence_dir)
         evidence_dir.mkdir(parents=True, exist_ok=True)
         migrate(engine)
+        make_private(engine.url, evidence_dir)
         return cls(engine, evidence_dir, crop_quality)
 
     @classmethod
