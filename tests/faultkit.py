@@ -38,7 +38,8 @@ def station_config(store_dir: Path, evidence_dir: Path, actuator: dict[str, Any]
         "source": source or {"kind": "simulator", "realtime": True},
         "simulator": {"items_per_min": 150, "seed": 3},
         "model": {"path": str(DEFAULT_MODEL), "watch_registry": False},
-        "actuator": actuator or {"kind": "simulated"},
+        # a real peer (PLC, broker) driven by simulated items: the bench-test switch says so on purpose
+        "actuator": {**actuator, "allow_simulated_source": True} if actuator else {"kind": "simulated"},
         "store": {"url": f"sqlite:///{store_dir}/station.db", "evidence_dir": str(evidence_dir),
                   "retry_initial_s": 0.2, "retry_max_s": 1.0},
         "pipeline": {"dead_retry_s": 5.0},
