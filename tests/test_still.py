@@ -130,6 +130,8 @@ NONE = np.zeros((0, 4), np.float32)
     ((BOX, ["textile"]), FAR, [_d("textile", "textile")],
      {"found": 0, "right": 0, "textile_photos": 1, "textile_found": 1}),
     ((BOX, ["textile"]), NONE, [], {"found": 0, "textile_photos": 1, "textile_found": 0, "clean_photos": 1}),
+    # medical waste decided with its own biohazard flag is on the right route; its photo is not a clean one
+    ((BOX, ["medical"]), BOX, [_d("medical", "residual", "biohazard")], {"found": 1, "right": 1, "clean_photos": 0}),
 ])
 def test_source_tally(gt, boxes, decisions, expected) -> None:
     row = SourceFigures("x")

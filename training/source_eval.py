@@ -7,8 +7,8 @@ come first, at the station's thresholds:
 
 - **found**: labelled items matched one-to-one by a decided box at IoU ≥ 0.5;
 - **right stream**: items whose matched decision sends them where they belong: a battery-hazard item flagged as
-  a hazard (it goes to the hazard bin), any other item to its class's stream without a hazard flag (a missed
-  item is not right);
+  a hazard (it goes to the hazard bin), any other item to its class's stream with its class's own hazard flag
+  (none, or biohazard for medical waste) and no other (a missed item is not right);
 - **hazard recall**: photos holding a battery-hazard item on which any box is flagged as a hazard;
 - **false hazard**: photos holding no hazard item on which any box is flagged (battery or biohazard);
 - **textile found**: photos holding a textile item on which any box is decided textile.
@@ -126,9 +126,10 @@ def _gt(image: Path, names: Sequence[str]) -> tuple[npt.NDArray[np.float32], lis
 
 
 def _right(gt_class: str, d: StillDecision, taxonomy: Taxonomy) -> bool:
-    if taxonomy.hazard_of(gt_class) == HAZARD:
+    hazard = taxonomy.hazard_of(gt_class)
+    if hazard == HAZARD:
         return d.hazard == HAZARD
-    return d.hazard is None and d.stream == taxonomy.stream_of(gt_class).value
+    return d.hazard == hazard and d.stream == taxonomy.stream_of(gt_class).value
 
 
 def tally(row: SourceFigures, gt_xyxy: npt.NDArray[np.float32], gt_cls: list[str], boxes: npt.NDArray[np.float32],
