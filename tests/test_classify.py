@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import SHARED, needs_shared
 from test_detect import build_onnx, ultra_meta
 
 from station.classify import CropClassifier
@@ -24,7 +25,7 @@ TAX = load_taxonomy()
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "sortloop-default.onnx"
 SHIPPED = ROOT / "models" / "sortloop-crops.onnx"
-PHOTOS = Path("/work/shared/datasets/ewaste-devices/images")
+PHOTOS = SHARED / "datasets" / "ewaste-devices" / "images"
 SIDE = 32
 
 
@@ -119,7 +120,7 @@ def real_crops(n: int) -> list[np.ndarray]:
     return crops
 
 
-@pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos missing")
+@needs_shared(PHOTOS)
 def test_the_shipped_classifier_agrees_with_ultralytics_on_real_photos() -> None:
     """models/sortloop-crops.onnx through the station and through Ultralytics' own ONNX backend, same crops."""
     from ultralytics import YOLO

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import SHARED, needs_shared
 
 from station.detect import (
     Detector,
@@ -21,14 +22,14 @@ from station.detect import (
 )
 from station.taxonomy import load_taxonomy
 
-WEIGHTS = Path("/work/shared/weights")
+WEIGHTS = SHARED / "weights"
 YOLO11 = WEIGHTS / "yolo11n-coco-int8-320.onnx"
 YOLO26 = WEIGHTS / "yolo26n-coco-int8-640.onnx"
-PHOTOS = Path("/work/shared/datasets/ewaste-devices")
+PHOTOS = SHARED / "datasets" / "ewaste-devices"
 PHOTO_CLASSES = {0: "cell phone", 1: "keyboard", 2: "laptop", 3: "tv", 4: "mouse"}  # dataset id → COCO name
 CPU = "CPUExecutionProvider"
 
-pytestmark = pytest.mark.skipif(not YOLO11.is_file() or not YOLO26.is_file(), reason="shared weights missing")
+pytestmark = needs_shared(YOLO11, YOLO26, PHOTOS)
 
 
 # ---------------------------------------------------------------- builders

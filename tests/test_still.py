@@ -5,12 +5,12 @@ letterbox padding are dropped; the cross-source report's tallies."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import SHARED, shared_file
 from test_decide import IMG, TAX, _Says, run, scores
 from test_detect import build_onnx, ultra_meta
 from typer.testing import CliRunner
@@ -21,18 +21,7 @@ from station.detections import Detections
 from station.still import StillDecider, StillDecision
 from training.source_eval import SourceFigures, tally
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 BATTERY_PHOTO = SHARED / "datasets" / "ewaste-classes" / "val" / "Battery" / "battery_105.jpg"
-
-
-def shared_file(path: Path) -> Path:
-    """A file of ../shared: a missing one fails under CI (it must be there) and skips elsewhere."""
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path} is missing: CI needs ../shared beside the checkout")
-        pytest.skip(f"{path} is missing (../shared beside the checkout)")
-    return path
 
 
 CASES = [
