@@ -105,14 +105,20 @@ def make_crops(build: Path, out: Path, renders: int) -> dict[str, int]:
     return counts
 
 
-def train(data: Path, project: Path, epochs: int, imgsz: int, base: Path, hours: float | None = None) -> Path:
+def train(data: Path, project: Path, epochs: int, imgsz: int, base: Path, hours: float | None = None,
+          optimizer: str = "SGD", lr0: float = 0.01) -> Path:
     """A YOLO11n-cls from the detection checkpoint's backbone; ``hours``: a wall-clock budget instead of
-    ``epochs`` (Ultralytics fits the epoch count and its learning-rate schedule to it)."""
+    ``epochs`` (Ultralytics fits the epoch count and its learning-rate schedule to it).
+
+    The optimizer is named: Ultralytics' ``auto`` picks MuSGD above 10,000 iterations, whose Newton-Schulz
+    step runs in bfloat16 and on this project's 2 CPU cores costs about 20 s per step against 0.4 s for the
+    forward and backward pass of a batch of 64 (measured 2026-12-05)."""
     from ultralytics import YOLO
 
     model = YOLO("yolo11n-cls.yaml").load(str(base))
-    model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=64, workers=2, device="cpu", project=str(project),
-                name="crops", plots=False, seed=0, exist_ok=True, amp=False, **({"time": hours} if hours else {}))
+    model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=64, workers=2, device="cpu",
+                project=str(project.resolve()), name="crops", plots=False, seed=0, exist_ok=True, amp=False,
+                optimizer=optimizer, lr0=lr0, cos_lr=True, **({"time": hours} if hours else {}))
     return project / "crops" / "weights" / "best.pt"
 
 
@@ -249,6 +255,8 @@ def main() -> None:
     t.add_argument("--epochs", type=int, default=12)
     t.add_argument("--time-hours", type=float, default=None, help="wall-clock budget instead of --epochs")
     t.add_argument("--imgsz", type=int, default=SIDE)
+    t.add_argument("--optimizer", default="SGD", help="an Ultralytics optimizer name (auto picks MuSGD: slow on CPU)")
+    t.add_argument("--lr0", type=float, default=0.01)
     t.add_argument("--base", type=Path, default=ROOT.parent / "shared" / "weights" / "yolo11n-coco.pt")
     e = sub.add_parser("export")
     e.add_argument("weights", type=Path)
@@ -270,7 +278,8 @@ def main() -> None:
     if a.step == "crops":
         print(json.dumps(make_crops(a.build, a.out, a.renders)))
     elif a.step == "train":
-        print(json.dumps({"best": str(train(a.data, a.project, a.epochs, a.imgsz, a.base, a.time_hours))}))
+        best = train(a.data, a.project, a.epochs, a.imgsz, a.base, a.time_hours, a.optimizer, a.lr0)
+        print(json.dumps({"best": str(best)}))
     elif a.step == "speed":
         print(json.dumps(speed(a.weights, a.crops, a.n)))
     elif a.step == "export":

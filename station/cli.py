@@ -114,19 +114,21 @@ def detect(
     decision line's rule with the crop classifier's second look (stream, hazard, reason). Exits 1 when any
     input could not be read (a summary on stderr)."""
     from station.detect import ModelError, detect_paths
-    from station.runtime import load_classifier, load_detector
+    from station.runtime import classifier_path, load_classifier, load_detector, promoted_model
     from station.still import StillDecider
     from station.taxonomy import load_taxonomy
 
     cfg = _load(config)
     taxonomy = load_taxonomy(cfg.resolve(cfg.taxonomy))
     try:
+        # no --model: what the station runs (the registry's promoted detector while watch_registry is on);
         # an explicitly named model may carry other classes (e.g. COCO): they are reported with stream null
-        det = load_detector(cfg, taxonomy, model, check_classes=model is None)
+        promoted = promoted_model(cfg.resolve(cfg.model.registry)) if cfg.model.watch_registry else None
+        det = load_detector(cfg, taxonomy, model or (promoted[1] if promoted else None), check_classes=model is None)
         foreign = model is not None and any(n not in taxonomy for n in det.names)
         decider = None
         if not detector_only and not foreign:
-            classifier = load_classifier(cfg, taxonomy)
+            classifier = load_classifier(cfg, taxonomy, classifier_path(cfg))
             decider = StillDecider(cfg, taxonomy, classifier)
     except ModelError as exc:
         raise fail(str(exc)) from None

@@ -78,6 +78,10 @@ class SimulatorConfig(_Model):
     classes: list[str] | None = Field(None, description="Restrict items to these taxonomy classes.")
 
 
+CLASSIFIERS = "classifiers"
+"""The crop classifiers' registry: this folder inside ``model.registry`` (pointer ``current.json`` as for detectors)."""
+
+
 class ModelConfig(_Model):
     path: str = Field("models/sortloop-default.onnx", description="ONNX detector (Ultralytics export).")
     registry: str = Field("models/registry", description="Model registry folder; the station watches its "
@@ -87,8 +91,10 @@ class ModelConfig(_Model):
                                    "classification ONNX export with the taxonomy's classes) run once per decision "
                                    "on the item's evidence crop, its probabilities fused with the track's vote by "
                                    "geometric mean before the decision rule (hazard doubt included). Empty: the "
-                                   "track vote alone. The station reloads it when the file changes; one that does "
-                                   "not load is refused and the last good one kept.")
+                                   "track vote alone. A classifier promoted in the registry (its `classifiers` "
+                                   "folder) takes this file's place while `watch_registry` is on. The station "
+                                   "reloads it when the file or the promotion changes; one that does not load is "
+                                   "refused and the last good one kept.")
     classifier_threads: int = Field(1, ge=1, description="Intra-op threads for the crop classifier (it runs "
                                     "once per item, beside the detector).")
     confidence: float = Field(0.25, ge=0, le=1, description="Detection score threshold.")

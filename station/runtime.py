@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from station.classes import ClassMapper
-from station.config import StationConfig
+from station.config import CLASSIFIERS, StationConfig
 from station.pipeline import Station
 from station.taxonomy import Taxonomy, load_taxonomy
 
@@ -46,13 +46,14 @@ def load_detector(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = No
     return det
 
 
-def load_classifier(cfg: StationConfig, taxonomy: Taxonomy) -> CropClassifier | None:
-    """The configured crop classifier, warmed up; None when none is configured. Raises ModelError."""
+def load_classifier(cfg: StationConfig, taxonomy: Taxonomy, path: Path | None = None) -> CropClassifier | None:
+    """The configured crop classifier (or the one at ``path``), warmed up; None when none is configured.
+    Raises ModelError."""
     from station.classify import CropClassifier
 
     if cfg.model.classifier is None:
         return None
-    clf = CropClassifier(cfg.resolve(cfg.model.classifier), taxonomy=taxonomy,
+    clf = CropClassifier(path or cfg.resolve(cfg.model.classifier), taxonomy=taxonomy,
                          threads=cfg.model.classifier_threads, providers=cfg.model.providers)
     clf.warm_up()
     return clf
@@ -69,9 +70,25 @@ def promoted_model(registry: Path) -> tuple[str, Path] | None:
     return version, path if path.is_absolute() else registry / path
 
 
+def classifier_path(cfg: StationConfig) -> Path | None:
+    """The crop classifier the station runs: the registry's promoted one while ``watch_registry`` is on and one
+    is promoted, else the configured file; None when the config turns the second look off."""
+    if cfg.model.classifier is None:
+        return None
+    if cfg.model.watch_registry:
+        promoted = promoted_model(cfg.resolve(cfg.model.registry) / CLASSIFIERS)
+        if promoted is not None:
+            return promoted[1]
+    return cfg.resolve(cfg.model.classifier)
+
+
+def _mtime(path: Path | None) -> float | None:
+    return path.stat().st_mtime if path is not None and path.is_file() else None
+
+
 class ModelWatcher:
-    """Polls the registry's pointer file and the crop classifier's file; loads a newly promoted model or a
-    changed classifier and hands it to the station.
+    """Polls the registry's pointer files (detectors, crop classifiers) and the configured crop classifier's file;
+    loads a newly promoted model or a changed classifier and hands it to the station.
 
     A model that fails to load is refused with an alarm; the station keeps its last good model.
     """
@@ -79,19 +96,18 @@ class ModelWatcher:
     def __init__(self, station: Station, registry: Path, interval_s: float = 1.0) -> None:
         self._station, self._registry, self._interval = station, registry, interval_s
         self._seen: float | None = self._mtime()
-        clf = station.cfg.model.classifier
-        self._classifier = None if clf is None else station.cfg.resolve(clf)
-        self._classifier_seen = self._classifier_mtime()
+        self._classifier_seen = self._classifier_stamp()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sortloop-model-watcher", daemon=True)
 
     def _mtime(self) -> float | None:
-        p = self._registry / "current.json"
-        return p.stat().st_mtime if p.is_file() else None
+        return _mtime(self._registry / "current.json")
 
-    def _classifier_mtime(self) -> float | None:
-        p = self._classifier
-        return p.stat().st_mtime if p is not None and p.is_file() else None
+    def _classifier_stamp(self) -> tuple[Path, float] | None:
+        """The classifier file in effect and its mtime: a promotion, a rollback or a new file changes it."""
+        path = classifier_path(self._station.cfg)
+        mtime = _mtime(path)
+        return None if path is None or mtime is None else (path, mtime)
 
     def start(self) -> None:
         self._thread.start()
@@ -106,20 +122,21 @@ class ModelWatcher:
             self.poll_classifier()
 
     def poll_classifier(self) -> bool:
-        """Check the crop classifier's file once; True when a changed classifier was handed over. A file that
-        went away leaves the loaded classifier in place (the next file written there is loaded)."""
-        mtime = self._classifier_mtime()
-        if mtime is None or mtime == self._classifier_seen:
+        """Check the crop classifier once (the promoted one, else the configured file); True when a changed
+        classifier was handed over. A file that went away leaves the loaded classifier in place (the next file
+        written there is loaded)."""
+        stamp = self._classifier_stamp()
+        if stamp is None or stamp == self._classifier_seen:
             return False
-        self._classifier_seen = mtime
+        self._classifier_seen = stamp
         from station.detect import ModelError
         from station.events import Severity
 
         st = self._station
         try:
-            clf = load_classifier(st.cfg, st.taxonomy)
+            clf = load_classifier(st.cfg, st.taxonomy, stamp[0])
         except (ModelError, OSError, ValueError) as exc:
-            st._alarm("model.rejected", f"crop classifier {self._classifier} not loaded, keeping "
+            st._alarm("model.rejected", f"crop classifier {stamp[0]} not loaded, keeping "
                       f"{st.classifier_version or 'none'}: {exc}", Severity.CRITICAL)
             return False
         if clf is None:
@@ -168,7 +185,7 @@ def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
     registry = cfg.resolve(cfg.model.registry)
     promoted = promoted_model(registry) if cfg.model.watch_registry else None
     detector = load_detector(cfg, taxonomy, promoted[1] if promoted else None)
-    classifier = load_classifier(cfg, taxonomy)
+    classifier = load_classifier(cfg, taxonomy, classifier_path(cfg))
     store = Store.from_config(cfg)
     store.record_model(detector.version, str(detector.path), dict(detector.metadata))
     if classifier is not None:

@@ -45,6 +45,7 @@ class StillDecider:
     """``decider(image, dets)`` → one ``StillDecision`` per detection, in order."""
 
     def __init__(self, cfg: StationConfig, taxonomy: Taxonomy, second_look: SecondLook | None) -> None:
+        self.cfg = cfg
         self._line = DecisionLine(cfg.decision, taxonomy, station_id=cfg.station_id)
         self._line.set_second_look(second_look)
         self._pad = cfg.decision.crop_padding

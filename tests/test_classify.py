@@ -200,3 +200,39 @@ def test_a_station_with_a_classifier_that_does_not_fit_does_not_start(tmp_path: 
     bad = build_onnx(tmp_path / "det.onnx", np.zeros((1, 4 + len(TAX.names), 8)), metadata=ultra_meta(TAX.names))
     with pytest.raises(ModelError, match="not a classification model"):
         build_station(sim_config(tmp_path, bad))
+
+
+def test_a_promoted_classifier_replaces_the_configured_one_and_a_rollback_brings_it_back(tmp_path: Path) -> None:
+    """The crop classifiers' registry (``<registry>/classifiers``): the station starts on the promoted version,
+    swaps on a promotion or a rollback, and the configured file is used while nothing is promoted."""
+    from test_registry import PAIR_GATE, pair
+
+    from training.registry import ClassifierRegistry
+
+    configured = constant_classifier(tmp_path / "crops.onnx", {"can": 1.0}, version="crops-file")
+    cfg = sim_config(tmp_path, configured, frames=30)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={
+        "watch_registry": True, "registry": str(tmp_path / "registry")})})
+    reg = ClassifierRegistry.beside(tmp_path / "registry")
+    for version in ("crops-a", "crops-b"):
+        reg.add(constant_classifier(tmp_path / f"{version}.onnx", {"can": 1.0}, version=version), "# c\n",
+                pair(classifier=version), by="eng")
+    reg.promote("crops-a", PAIR_GATE, by="eng")
+    built = build_station(cfg, keep_results=True)
+    st, watcher = built.station, built.watcher
+    assert isinstance(watcher, ModelWatcher)
+    assert st.classifier_version == "crops-a"  # the promoted one, not the configured file
+    assert not watcher.poll_classifier()
+    reg.promote("crops-b", PAIR_GATE, by="eng")
+    assert watcher.poll_classifier()
+    st._maybe_swap()
+    assert st.classifier_version == "crops-b"
+    reg.rollback(by="eng")
+    assert watcher.poll_classifier()
+    st._maybe_swap()
+    assert st.classifier_version == "crops-a"
+    (reg.root / "current.json").unlink()  # nothing promoted: the configured file again
+    assert watcher.poll_classifier()
+    st._maybe_swap()
+    assert st.classifier_version == "crops-file"
+    st.stop()

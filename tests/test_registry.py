@@ -14,13 +14,16 @@ from onnx import TensorProto, helper
 
 from training.evaluate import ClassAP, EvalReport, ReliabilityBin
 from training.registry import (
+    ClassifierRegistry,
     GateConfig,
     GateRefused,
     Registry,
     RegistryError,
     atomic_write,
     judge,
+    judge_pair,
 )
+from training.source_eval import SourceFigures, SourceReport
 
 
 def make_report(hazard_recall: float | None = 0.95, map50_95: float = 0.40, data_digest: str = "val-1",
@@ -243,3 +246,70 @@ def test_pointer_write_keeps_old_file_when_it_fails(tmp_path: Path) -> None:
         atomic_write(target, None)  # type: ignore[arg-type]
     assert target.read_text() == '{"version": "v1"}'
     assert os.listdir(tmp_path) == ["current.json"]
+
+
+# ------------------------------------------------------------------------------ crop classifiers' gate
+
+def pair(hazard: tuple[int, int] = (29, 30), clean: tuple[int, int] = (2, 200), right: tuple[int, int] = (400, 500),
+         digest: str = "lists-1", detector: str = "det-1", point: str = "op-1", classifier: str = "crops-x",
+         created: str = "2025-01-01T00:00:00+00:00") -> SourceReport:
+    """A pair report of two lists: ``battery_crops`` (hazard photos) and ``trashnetpp`` (clean photos, items)."""
+    batteries = SourceFigures("battery_crops", photos=hazard[1], items=hazard[1], found=hazard[1], right=hazard[0],
+                              hazard_photos=hazard[1], hazard_flagged=hazard[0])
+    household = SourceFigures("trashnetpp", photos=clean[1], items=right[1], found=right[1], right=right[0],
+                              clean_photos=clean[1], clean_flagged=clean[0])
+    return SourceReport(detector, classifier, "build", [batteries, household], data_digest=digest,
+                        operating_point=point, created=created)
+
+
+PAIR_GATE = GateConfig(min_hazard_recall=0.9, false_hazard_tolerance=0.01, stream_tolerance=0.01)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "current", "refused_because"),
+    [
+        (pair(), None, None),                                                        # first classifier, good
+        (pair(hazard=(20, 30)), None, "below the minimum"),                          # under the floor
+        (pair(hazard=(0, 0)), None, "hazard recall is unknown"),                     # no hazard photos
+        (pair(), pair(), None),                                                      # equal
+        (pair(hazard=(28, 30), right=(480, 500)), pair(), "hazard photos flagged"),  # one battery fewer, big gain
+        (pair(clean=(4, 200)), pair(), None),                                        # +0.01 false hazard: tolerated
+        (pair(clean=(5, 200)), pair(), "false hazard 0.025"),                        # beyond the tolerance
+        (pair(right=(395, 500)), pair(), None),                                      # -0.01 right stream: tolerated
+        (pair(right=(394, 500)), pair(), "right stream 0.798"),                      # beyond
+        (pair(digest="lists-2"), pair(), "other lists"),                             # not comparable
+        (pair(detector="det-2"), pair(), "other detector"),
+        (pair(point="op-2"), pair(), "other station thresholds"),
+    ],
+)
+def test_classifier_gate(candidate: SourceReport, current: SourceReport | None, refused_because: str | None) -> None:
+    reasons = judge_pair(candidate, current, PAIR_GATE)
+    if refused_because is None:
+        assert reasons == []
+    else:
+        assert any(refused_because in r for r in reasons), reasons
+
+
+def test_classifier_versions_register_promote_refuse_and_roll_back(tmp_path: Path) -> None:
+    detectors = Registry(tmp_path / "registry")
+    reg = ClassifierRegistry.beside(detectors.root)
+    for i, (version, report) in enumerate([("crops-a", pair()), ("crops-b", pair(right=(420, 500))),
+                                           ("crops-c", pair(hazard=(28, 30), right=(490, 500)))]):
+        report = replace(report, classifier=version, created=f"2025-01-0{i + 1}T00:00:00+00:00")
+        reg.add(make_onnx(tmp_path / f"{version}.onnx", version), f"# {version}\n", report, by="tester")
+    again = reg.get("crops-b").report
+    household = again.row("trashnetpp")
+    assert household is not None and household.right == 420 and again.totals().right == 449  # eval.json round-trips
+    assert reg.promote("crops-a", PAIR_GATE, by="eng").accepted
+    assert reg.promote("crops-b", PAIR_GATE, by="eng").current == "crops-a"
+    with pytest.raises(GateRefused, match="28 of 30 hazard photos flagged"):
+        reg.promote("crops-c", PAIR_GATE, by="eng")
+    assert reg.rollback(by="eng").version == "crops-a"
+    assert detectors.pointer() is None and detectors.versions() == []  # the detectors' registry is untouched
+    audit = reg.audit()
+    assert [(a.action, a.version, a.outcome) for a in audit[3:]] == [
+        ("promote", "crops-a", "accepted"), ("promote", "crops-b", "accepted"), ("promote", "crops-c", "refused"),
+        ("rollback", "crops-a", "ok")]
+    assert audit[5].metrics["hazard_recall"] == pytest.approx(28 / 30, abs=1e-4)
+    with pytest.raises(RegistryError, match="classifier version 'crops-z' is not in"):
+        reg.get("crops-z")

@@ -27,6 +27,9 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training confi
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="Registry folder (default: the station "
                                                   "config's model.registry, models/registry).")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who does it (for the audit trail; default: $USER).")]
+KindOpt = Annotated[str, typer.Option("--kind", help="detector, or classifier (the crop classifiers' registry, "
+                                      "the `classifiers` folder of the registry).")]
+KINDS = ("detector", "classifier")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -62,15 +65,18 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _registry(path: Path | None) -> Registry:
+def _registry(path: Path | None, kind: str = "detector") -> Registry[Any]:
+    """The detector registry (``path`` or the station config's), or the crop classifiers' registry in it."""
     from station.config import load_config
     from training.evaluate import STATION_CONFIG
-    from training.registry import Registry
+    from training.registry import ClassifierRegistry, Registry
 
+    if kind not in KINDS:
+        raise _fail(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     if path is None:
         cfg = load_config(STATION_CONFIG if STATION_CONFIG.is_file() else None)
         path = cfg.resolve(cfg.model.registry)
-    return Registry(path)
+    return ClassifierRegistry.beside(path) if kind == "classifier" else Registry(path)
 
 
 def _by(by: str | None) -> str:
@@ -240,12 +246,20 @@ def recover_cmd(
 # ------------------------------------------------------------------------------------------------- eval
 
 
-def _eval_by_source(model: Path, build: Path, classifier: str | None, out: Path | None, as_json: bool) -> None:
+def _eval_by_source(model: Path, build: Path, classifier: str | None, out: Path | None, as_json: bool,
+                    register: Path | None, by: str | None) -> None:
+    """The cross-source report; with ``register`` (a registry folder) the classifier is added to its crop
+    classifiers' registry with the report as its evaluation."""
     from station.runtime import load_classifier, load_detector
     from station.still import StillDecider
     from station.taxonomy import load_taxonomy
     from training.evaluate import STATION_CONFIG, station_config
+    from training.registry import ClassifierRegistry, classifier_card
     from training.source_eval import evaluate_sources
+
+    if register is not None and (classifier is None or classifier == "none"):
+        raise _fail("--register with --by-source adds a crop classifier to the registry: name it with "
+                    "--classifier PATH (the report is the pair's, with --model as the station's detector)")
 
     cfg = station_config(STATION_CONFIG)
     if classifier is not None:
@@ -258,6 +272,10 @@ def _eval_by_source(model: Path, build: Path, classifier: str | None, out: Path 
         out.mkdir(parents=True, exist_ok=True)
         (out / "sources.json").write_text(report.to_json())
         (out / "sources.md").write_text(report.to_markdown() + "\n")
+    if register is not None and classifier is not None:
+        path = Path(classifier)
+        mv = ClassifierRegistry.beside(register).add(path, classifier_card(path, report), report, by=_by(by))
+        typer.echo(f"registered classifier {mv.version} at {mv.folder}", err=as_json)
     typer.echo(report.to_json() if as_json else report.to_markdown())
 
 
@@ -273,8 +291,9 @@ def eval_cmd(
         "does for the gate; default: a winning hazard class above --conf.")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for report.json, report.md and plots.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    register: Annotated[bool, typer.Option("--register", help="Add the model with this report to the registry.")]
-    = False,
+    register: Annotated[bool, typer.Option("--register", help="Add the model with this report to the registry "
+                                           "(with --by-source: the --classifier to the crop classifiers' registry)."
+                                           )] = False,
     manifest: Annotated[Path | None, typer.Option(help="Training manifest.json for the model card.")] = None,
     registry: RegistryOpt = None,
     by: ByOpt = None,
@@ -291,7 +310,7 @@ def eval_cmd(
     from training.registry import model_card
 
     if by_source:
-        _eval_by_source(model, data, classifier, out, as_json)
+        _eval_by_source(model, data, classifier, out, as_json, _registry(registry).root if register else None, by)
         return
     rule = HazardRule.of_station() if station_hazards else None
     report = evaluate(model, data, split=split, conf=conf, iou=iou, hazard_rule=rule)
@@ -311,36 +330,36 @@ def promote_cmd(
     config: ConfigOpt = None,
     registry: RegistryOpt = None,
     by: ByOpt = None,
+    kind: KindOpt = "detector",
 ) -> None:
-    """Promote a version if the gate lets it (hazard recall first, then mAP50-95); the station hot-swaps."""
+    """Promote a version if the gate lets it (hazard recall first; then mAP50-95 for a detector, false hazards
+    and right stream on real held-out photos for a crop classifier); the station hot-swaps."""
     from training.train import load_settings
 
-    decision = _registry(registry).promote(version, load_settings(config).gate, _by(by))
-    typer.echo(f"promoted {version} (was {decision.current or 'none'})")
+    decision = _registry(registry, kind).promote(version, load_settings(config).gate, _by(by))
+    typer.echo(f"promoted {kind} {version} (was {decision.current or 'none'})")
 
 
-def rollback_cmd(registry: RegistryOpt = None, by: ByOpt = None) -> None:
+def rollback_cmd(registry: RegistryOpt = None, by: ByOpt = None, kind: KindOpt = "detector") -> None:
     """Point the station back at the previously promoted version."""
-    mv = _registry(registry).rollback(_by(by))
-    typer.echo(f"rolled back to {mv.version}")
+    mv = _registry(registry, kind).rollback(_by(by))
+    typer.echo(f"rolled back {kind} to {mv.version}")
 
 
 def models_cmd(registry: RegistryOpt = None,
-               as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False) -> None:
+               as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+               kind: KindOpt = "detector") -> None:
     """List registered versions with their gate metrics; * marks the promoted one."""
-    from training.registry import gate_metrics
-
-    reg = _registry(registry)
+    reg = _registry(registry, kind)
     ptr = reg.pointer()
     for mv in reg.versions():
-        m = gate_metrics(mv.report)
+        m = reg.metrics(mv.report)
         current = ptr is not None and ptr.version == mv.version
         if as_json:
             typer.echo(json.dumps({"version": mv.version, "current": current, "created": mv.report.created, **m}))
             continue
-        recall = "n/a" if m["hazard_recall"] is None else f"{m['hazard_recall']:.3f}"
-        typer.echo(f"{'*' if current else ' '} {mv.version:<32} mAP50-95 {mv.report.map50_95:.4f}  "
-                   f"hazard recall {recall}  {mv.report.created}")
+        figures = "  ".join(f"{k.replace('_', ' ')} {'n/a' if v is None else f'{v:.3f}'}" for k, v in m.items())
+        typer.echo(f"{'*' if current else ' '} {mv.version:<32} {figures}  {mv.report.created}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,10 @@ Layout under ``root`` (default ``models/registry``)::
 
 The gate puts hazard recall first: a candidate that finds fewer batteries than the current model is refused
 whatever its mAP.
+
+Crop classifiers (the station's second look) have a registry of their own under ``<root>/classifiers``
+(``ClassifierRegistry``), the same layout, evaluated by the cross-source report of the pair they form with the
+station's detector on real held-out photos (``training.source_eval``), and their own gate (``judge_pair``).
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from station.config import CLASSIFIERS
 from training.evaluate import EvalReport
+from training.source_eval import SourceReport
 from training.validate import file_sha256
 
 log = logging.getLogger(__name__)
@@ -50,15 +57,37 @@ class GateConfig(BaseModel):
                                      "model must reach at the station's operating threshold to be promoted.")
     map_tolerance: float = Field(0.01, ge=0, le=1, description="Largest mAP50-95 drop against the current "
                                  "model (same validation data) a candidate may show and still be promoted.")
+    false_hazard_tolerance: float = Field(0.01, ge=0, le=1, description="Crop classifiers: largest rise of the "
+                                          "false-hazard rate (photos without a hazard flagged) on any real held-out "
+                                          "list against the current classifier.")
+    stream_tolerance: float = Field(0.01, ge=0, le=1, description="Crop classifiers: largest drop of right-stream "
+                                    "items over all real held-out lists together against the current classifier.")
+
+
+class Report(Protocol):
+    """What the registry keeps of an evaluation: a detector's ``EvalReport`` or a pair's ``SourceReport``."""
+
+    created: str
+    data_digest: str
+
+    def to_json(self) -> str: ...
+
+    def save(self, path: Path) -> Path: ...
+
+    @classmethod
+    def load(cls, path: Path) -> Self: ...
+
+
+R = TypeVar("R", bound=Report)
 
 
 @dataclass(frozen=True)
-class ModelVersion:
+class ModelVersion(Generic[R]):
     """One registered model."""
 
     version: str
     folder: Path
-    report: EvalReport
+    report: R
 
     @property
     def model(self) -> Path:
@@ -152,6 +181,51 @@ def judge(candidate: EvalReport, current: EvalReport | None, gate: GateConfig) -
     return reasons
 
 
+def pair_metrics(report: SourceReport) -> dict[str, float | None]:
+    """The classifier gate's figures: over every real list together."""
+    t = report.totals().summary()
+    return {k: t[k] for k in ("hazard_recall", "false_hazard", "right_stream", "textile_found")}  # type: ignore[misc]
+
+
+def judge_pair(candidate: SourceReport, current: SourceReport | None, gate: GateConfig) -> list[str]:
+    """Reasons to refuse a crop classifier whose pair report is ``candidate`` against the current classifier's
+    (empty: promote). Hazard recall first: fewer hazard photos flagged on any list refuses it, whatever it gains."""
+    reasons: list[str] = []
+    total = candidate.totals()
+    recall = total.rate(total.hazard_flagged, total.hazard_photos)
+    if recall is None:
+        reasons.append("its evaluation lists hold no photo with a battery-hazard item, so hazard recall is unknown; "
+                       "evaluate on a build with batteries")
+    elif recall < gate.min_hazard_recall - _EPS:
+        reasons.append(f"hazard recall {recall:.3f} is below the minimum {gate.min_hazard_recall:.3f}")
+    if current is None:
+        return reasons
+    for what, a, b in (("lists", candidate.data_digest, current.data_digest),
+                       ("station thresholds", candidate.operating_point, current.operating_point),
+                       ("detector", candidate.model, current.model)):
+        if a != b:
+            reasons.append(f"evaluated with other {what} than the current classifier ({a} vs {b}); evaluate both "
+                           f"the same way (`sortloop eval --by-source` with the same build and detector)")
+            return reasons
+    for row in candidate.rows:
+        old = current.row(row.source)
+        if old is None:
+            continue
+        if row.hazard_flagged < old.hazard_flagged:
+            reasons.append(f"{row.source}: {row.hazard_flagged} of {row.hazard_photos} hazard photos flagged, the "
+                           f"current classifier flags {old.hazard_flagged}")
+        new_fh, old_fh = row.rate(row.clean_flagged, row.clean_photos), old.rate(old.clean_flagged, old.clean_photos)
+        if new_fh is not None and old_fh is not None and new_fh > old_fh + gate.false_hazard_tolerance + _EPS:
+            reasons.append(f"{row.source}: false hazard {new_fh:.3f} against the current classifier's {old_fh:.3f} "
+                           f"(tolerance {gate.false_hazard_tolerance:.3f})")
+    old_total = current.totals()
+    new_rs, old_rs = total.rate(total.right, total.items), old_total.rate(old_total.right, old_total.items)
+    if new_rs is not None and old_rs is not None and new_rs < old_rs - gate.stream_tolerance - _EPS:
+        reasons.append(f"right stream {new_rs:.3f} over all lists against the current classifier's {old_rs:.3f} "
+                       f"(tolerance {gate.stream_tolerance:.3f})")
+    return reasons
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -175,24 +249,37 @@ def onnx_version(onnx_path: Path) -> str | None:
     return onnx_metadata(onnx_path).get("sortloop_version")
 
 
-class Registry:
-    """Versioned models under ``root`` with a promoted pointer and an audit trail."""
+class Registry(Generic[R]):
+    """Versioned models under ``root`` with a promoted pointer and an audit trail (detectors; see
+    ``ClassifierRegistry`` for the crop classifiers)."""
+
+    kind: ClassVar[str] = "model"
+    report_type: ClassVar[Any] = EvalReport
 
     def __init__(self, root: Path = DEFAULT_ROOT) -> None:
         self.root = Path(root)
 
+    def _judge(self, candidate: R, current: R | None, gate: GateConfig) -> list[str]:
+        return judge(candidate, current, gate)  # type: ignore[arg-type]
+
+    def metrics(self, report: R) -> dict[str, float | None]:
+        return gate_metrics(report)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------------------------------ reading
 
-    def get(self, version: str) -> ModelVersion:
+    def get(self, version: str) -> ModelVersion[R]:
         folder = self.root / version
         eval_file = folder / "eval.json"
         if not eval_file.is_file():
             known = ", ".join(v.version for v in self.versions()) or "none"
-            raise RegistryError(f"model version {version!r} is not in {self.root} (known: {known}); "
-                                f"add it with `sortloop eval --model M --data D --register`")
-        return ModelVersion(version, folder, EvalReport.load(eval_file))
+            raise RegistryError(f"{self.kind} version {version!r} is not in {self.root} (known: {known}); "
+                                f"add it with {self._how_to_add()}")
+        return ModelVersion(version, folder, self.report_type.load(eval_file))
 
-    def versions(self) -> list[ModelVersion]:
+    def _how_to_add(self) -> str:
+        return "`sortloop eval --model M --data D --register`"
+
+    def versions(self) -> list[ModelVersion[R]]:
         """Registered versions, oldest first."""
         if not self.root.is_dir():
             return []
@@ -209,7 +296,7 @@ class Registry:
             raise RegistryError(f"{path} is corrupt ({exc}); restore it from {self.root / AUDIT} or delete "
                                 f"it and promote again") from exc
 
-    def current(self) -> ModelVersion | None:
+    def current(self) -> ModelVersion[R] | None:
         ptr = self.pointer()
         return None if ptr is None else self.get(ptr.version)
 
@@ -221,8 +308,8 @@ class Registry:
 
     # ------------------------------------------------------------------------------------------ writing
 
-    def add(self, onnx_path: Path, card_md: str, report: EvalReport, *, version: str | None = None,
-            by: str = "unknown") -> ModelVersion:
+    def add(self, onnx_path: Path, card_md: str, report: R, *, version: str | None = None,
+            by: str = "unknown") -> ModelVersion[R]:
         """Copy a model with its card and evaluation into ``root/<version>/``."""
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
@@ -252,10 +339,10 @@ class Registry:
         candidate = self.get(version)
         current = self.current()
         if current is not None and current.version == version:
-            raise RegistryError(f"version {version!r} is already the current model")
-        reasons = judge(candidate.report, current.report if current else None, gate)
+            raise RegistryError(f"version {version!r} is already the current {self.kind}")
+        reasons = self._judge(candidate.report, current.report if current else None, gate)
         decision = GateDecision(version, not reasons, reasons, current.version if current else None,
-                                gate_metrics(candidate.report), gate_metrics(current.report) if current else None)
+                                self.metrics(candidate.report), self.metrics(current.report) if current else None)
         self._log(by, "promote", version, candidate.report, "accepted" if decision.accepted else "refused",
                   reasons)
         if not decision.accepted:
@@ -266,8 +353,8 @@ class Registry:
         log.info("promoted %s (was %s) by %s", version, decision.current, by)
         return decision
 
-    def adopt(self, onnx_path: Path, card_md: str, report: EvalReport, *, weights: Path | None = None,
-              by: str = "unknown") -> ModelVersion:
+    def adopt(self, onnx_path: Path, card_md: str, report: R, *, weights: Path | None = None,
+              by: str = "unknown") -> ModelVersion[R]:
         """Make the model a station runs while the registry has no current version (the shipped default) the
         current one, without the gate: it is what runs already, the baseline the first candidate is judged
         against. Its checkpoint, when given, is kept as ``model.pt`` for fine-tuning. A version of the same
@@ -293,7 +380,7 @@ class Registry:
         log.info("adopted %s (%s) as the current model by %s", mv.version, onnx_path, by)
         return mv
 
-    def rollback(self, by: str) -> ModelVersion:
+    def rollback(self, by: str) -> ModelVersion[R]:
         """Point current.json back at the version promoted before the current one (no gate)."""
         ptr = self.pointer()
         if ptr is None or not ptr.history:
@@ -305,7 +392,7 @@ class Registry:
         log.info("rolled back from %s to %s by %s", ptr.version, target.version, by)
         return target
 
-    def record_eval(self, version: str, report: EvalReport, by: str) -> ModelVersion:
+    def record_eval(self, version: str, report: R, by: str) -> ModelVersion[R]:
         """Replace a version's eval.json (e.g. after a new validation set); audited."""
         mv = self.get(version)
         atomic_write(mv.folder / "eval.json", report.to_json())
@@ -315,14 +402,52 @@ class Registry:
     def _point(self, ptr: Pointer) -> None:
         atomic_write(self.root / POINTER, json.dumps(asdict(ptr), indent=2))
 
-    def _log(self, by: str, action: str, version: str, report: EvalReport, outcome: str,
-             reasons: list[str]) -> None:
-        entry = AuditEntry(_now(), by, action, version, outcome, reasons, gate_metrics(report), report.data_digest)
+    def _log(self, by: str, action: str, version: str, report: R, outcome: str, reasons: list[str]) -> None:
+        entry = AuditEntry(_now(), by, action, version, outcome, reasons, self.metrics(report), report.data_digest)
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / AUDIT).open("a") as f:
             f.write(json.dumps(asdict(entry)) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+class ClassifierRegistry(Registry[SourceReport]):
+    """Crop classifier versions under ``<registry>/classifiers``: evaluated by the cross-source report of the pair
+    they form with the station's detector, gated by ``judge_pair``; the station watches this pointer too."""
+
+    kind = "classifier"
+    report_type = SourceReport
+
+    def __init__(self, root: Path = DEFAULT_ROOT / CLASSIFIERS) -> None:
+        super().__init__(root)
+
+    @classmethod
+    def beside(cls, detectors: Path) -> ClassifierRegistry:
+        """The classifier registry of a detector registry folder."""
+        return cls(Path(detectors) / CLASSIFIERS)
+
+    def _judge(self, candidate: SourceReport, current: SourceReport | None, gate: GateConfig) -> list[str]:
+        return judge_pair(candidate, current, gate)
+
+    def metrics(self, report: SourceReport) -> dict[str, float | None]:
+        return pair_metrics(report)
+
+    def _how_to_add(self) -> str:
+        return "`sortloop eval --by-source --model M --data BUILD --classifier C --register`"
+
+
+def classifier_card(onnx_path: Path, report: SourceReport) -> str:
+    """Markdown card of a crop classifier version: its ONNX metadata and the pair's cross-source report."""
+    meta = onnx_metadata(onnx_path)
+    version = meta.get("sortloop_version", onnx_path.stem)
+    return "\n".join([f"# Crop classifier: {version}", "",
+                      f"- created: {meta.get('sortloop_created', 'unknown')}",
+                      f"- taxonomy digest: {meta.get('sortloop_taxonomy', 'unknown')}",
+                      f"- input size: {meta.get('imgsz', 'unknown')}",
+                      f"- training metrics: {meta.get('sortloop_metrics', '{}')}",
+                      f"- base: Ultralytics YOLO classification ({meta.get('version', '?')}), AGPL-3.0", "",
+                      "## Cross-source report (real held-out photos, with the station's detector)", "",
+                      report.to_markdown()])
 
 
 def onnx_metadata(onnx_path: Path) -> dict[str, str]:

@@ -18,10 +18,12 @@ Synthetic lists (scenes, simulator renders) are left out: this report is about r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,7 @@ from station.taxonomy import Taxonomy
 from training.evaluate import MATCH_IOU, EvalError, label_path, match_items
 
 if TYPE_CHECKING:
+    from station.config import StationConfig
     from station.detect import Detector
     from station.still import StillDecider, StillDecision
 
@@ -71,19 +74,64 @@ class SourceFigures:
 
 @dataclass
 class SourceReport:
+    """The cross-source report of one detector + classifier pair; the classifier registry's evaluation."""
+
     model: str
+    """The detector's version."""
     classifier: str | None
+    """The crop classifier's version (None: the track vote alone)."""
     build: str
     rows: list[SourceFigures] = field(default_factory=list)
     seconds: float = 0.0
+    data_digest: str = ""
+    """Hash of the evaluated lists and their labels: two reports compare only on equal digests."""
+    operating_point: str = ""
+    """Hash of the station's thresholds and decision rule the figures were counted with."""
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def totals(self) -> SourceFigures:
+        """Every list's figures summed (one row named ``all``)."""
+        out = SourceFigures("all")
+        for r in self.rows:
+            for name in ("photos", "items", "found", "right", "hazard_photos", "hazard_flagged", "clean_photos",
+                         "clean_flagged", "textile_photos", "textile_found"):
+                setattr(out, name, getattr(out, name) + getattr(r, name))
+        return out
+
+    def row(self, source: str) -> SourceFigures | None:
+        return next((r for r in self.rows if r.source == source), None)
 
     def to_dict(self) -> dict[str, object]:
         return {"model": self.model, "classifier": self.classifier, "build": self.build,
-                "seconds": round(self.seconds, 1), "sources": [r.summary() for r in self.rows],
-                "raw": [asdict(r) for r in self.rows]}
+                "seconds": round(self.seconds, 1), "data_digest": self.data_digest,
+                "operating_point": self.operating_point, "created": self.created,
+                "sources": [r.summary() for r in self.rows], "raw": [asdict(r) for r in self.rows]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SourceReport:
+        raw = data.get("raw")
+        if not isinstance(raw, list):
+            raise KeyError("raw")
+        return cls(model=str(data["model"]), classifier=None if data.get("classifier") is None
+                   else str(data["classifier"]), build=str(data["build"]),
+                   rows=[SourceFigures(**r) for r in raw], seconds=float(data.get("seconds", 0.0)),  # type: ignore[arg-type]
+                   data_digest=str(data.get("data_digest", "")),
+                   operating_point=str(data.get("operating_point", "")), created=str(data.get("created", "")))
+
+    def save(self, path: Path) -> Path:
+        Path(path).write_text(self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> SourceReport:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+            raise EvalError(f"cross-source report {path} cannot be read ({exc}); run `sortloop eval --by-source` "
+                            f"again") from exc
 
     def to_markdown(self) -> str:
         def cell(v: object) -> str:
@@ -152,13 +200,36 @@ def tally(row: SourceFigures, gt_xyxy: npt.NDArray[np.float32], gt_cls: list[str
         row.textile_found += any(d.class_name == "textile" and d.stream == "textile" for d in decisions)
 
 
+def lists_digest(lists: Sequence[Path]) -> str:
+    """Hash of the lists' names, the photos they name and those photos' label files."""
+    h = hashlib.sha256()
+    for lst in lists:
+        h.update(lst.stem.encode() + b"\0")
+        for line in lst.read_text().split():
+            h.update(Path(line).name.encode() + b"\0")
+            label = label_path(Path(line))
+            h.update(label.read_bytes() if label.is_file() else b"-")
+    return h.hexdigest()[:16]
+
+
+def operating_digest(cfg: StationConfig) -> str:
+    """Hash of what makes two reports' figures comparable besides the data: the detector's thresholds and the
+    decision rule (not file paths)."""
+    m = cfg.model
+    knobs = {"confidence": m.confidence, "hazard_confidence": m.hazard_confidence, "iou": m.iou,
+             "hazard_floor": m.hazard_floor, "class_map": m.class_map, "decision": cfg.decision.model_dump()}
+    return hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def evaluate_sources(build: Path, detector: Detector, decider: StillDecider, taxonomy: Taxonomy,
                      lists: Sequence[Path] | None = None) -> SourceReport:
     """The report over ``lists`` (default: every real list of ``build``)."""
     start = time.perf_counter()
-    report = SourceReport(detector.version, decider.classifier_version, str(build))
+    lists = list(lists or real_lists(build))
+    report = SourceReport(detector.version, decider.classifier_version, str(build),
+                          data_digest=lists_digest(lists), operating_point=operating_digest(decider.cfg))
     names = list(taxonomy.names)
-    for lst in lists or real_lists(build):
+    for lst in lists:
         row = SourceFigures(lst.stem.removeprefix("test_"))
         for line in lst.read_text().split():
             image = Path(line)
