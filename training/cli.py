@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from training.registry import Registry
+    from training.registry import BaseRegistry
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _registry(path: Path | None, kind: str = "detector") -> Registry[Any]:
+def _registry(path: Path | None, kind: str = "detector") -> BaseRegistry[Any]:
     """The detector registry (``path`` or the station config's), or the crop classifiers' registry in it."""
     from station.config import load_config
     from training.evaluate import STATION_CONFIG

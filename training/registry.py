@@ -249,21 +249,21 @@ def onnx_version(onnx_path: Path) -> str | None:
     return onnx_metadata(onnx_path).get("sortloop_version")
 
 
-class Registry(Generic[R]):
-    """Versioned models under ``root`` with a promoted pointer and an audit trail (detectors; see
-    ``ClassifierRegistry`` for the crop classifiers)."""
+class BaseRegistry(Generic[R]):
+    """Versioned models under ``root`` with a promoted pointer and an audit trail; ``Registry`` for detectors,
+    ``ClassifierRegistry`` for the crop classifiers."""
 
-    kind: ClassVar[str] = "model"
-    report_type: ClassVar[Any] = EvalReport
+    kind: ClassVar[str]
+    report_type: ClassVar[Any]
 
-    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def _judge(self, candidate: R, current: R | None, gate: GateConfig) -> list[str]:
-        return judge(candidate, current, gate)  # type: ignore[arg-type]
+        raise NotImplementedError
 
     def metrics(self, report: R) -> dict[str, float | None]:
-        return gate_metrics(report)  # type: ignore[arg-type]
+        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -411,7 +411,23 @@ class Registry(Generic[R]):
             os.fsync(f.fileno())
 
 
-class ClassifierRegistry(Registry[SourceReport]):
+class Registry(BaseRegistry[EvalReport]):
+    """Detector versions: evaluated by ``training.evaluate`` on a validation set, gated by ``judge``."""
+
+    kind = "model"
+    report_type = EvalReport
+
+    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+        super().__init__(root)
+
+    def _judge(self, candidate: EvalReport, current: EvalReport | None, gate: GateConfig) -> list[str]:
+        return judge(candidate, current, gate)
+
+    def metrics(self, report: EvalReport) -> dict[str, float | None]:
+        return gate_metrics(report)
+
+
+class ClassifierRegistry(BaseRegistry[SourceReport]):
     """Crop classifier versions under ``<registry>/classifiers``: evaluated by the cross-source report of the pair
     they form with the station's detector, gated by ``judge_pair``; the station watches this pointer too."""
 
