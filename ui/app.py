@@ -12,7 +12,6 @@ role, ``can(perm)``), set when the page loads; ``build_reports_tab`` / ``build_e
 
 # No ``from __future__ import annotations``: Gradio reads the handlers' annotations at run time.
 import html
-import importlib
 import ipaddress
 import logging
 from pathlib import Path
@@ -166,20 +165,6 @@ def console_hook(web_app: Any, station: Any, cfg: StationConfig) -> None:
     mount_console(web_app, station, cfg)
 
 
-def _optional_tab(module: str, builder: str, ctx: ConsoleContext, user_state: "gr.State") -> None:
-    """Build a tab another package provides, when it is there."""
-    import gradio as gr
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        gr.Markdown(f"This view is not installed here ({module}).")
-        return
-    getattr(mod, builder)(ctx, user_state)
-
-
 def _header(user: ConsoleUser) -> str:
     return (f"<div class='sl-header'><b>sortloop console</b><span>signed in as <b id='whoami'>"
             f"{html.escape(user.username)}</b> ({user.role})<a href='/logout' id='logout'>Log out</a></span></div>")
@@ -230,6 +215,10 @@ def _build_tab(console: Console, key: str, user_state: "gr.State", timer: "gr.Ti
     elif key == "review":
         review.build_review_tab(console, user_state, tab)
     elif key == "reports":
-        _optional_tab("ui.reports", "build_reports_tab", console.ctx, user_state)
+        from ui.reports import build_reports_tab
+
+        build_reports_tab(console.ctx, user_state)
     else:
-        _optional_tab("ui.engineer", "build_engineer_tab", console.ctx, user_state)
+        from ui.engineer import build_engineer_tab
+
+        build_engineer_tab(console.ctx, user_state)
