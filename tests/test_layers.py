@@ -87,6 +87,14 @@ def test_layer_imports(package: str, forbidden: tuple[str, ...]) -> None:
     assert not bad, f"{package} must not import {' or '.join(forbidden)}:\n" + "\n".join(bad)
 
 
+@pytest.mark.parametrize("module", ["pipeline", "health", "decide", "track", "route", "record", "runtime"])
+def test_the_runtime_does_not_import_the_web_layer(module: str) -> None:
+    """The frame loop and its status types stand without the web app (station.api, FastAPI, uvicorn)."""
+    bad = [f"{i.where}: imports {i.module}" for i in imports_of(ROOT / "station" / f"{module}.py")
+           if i.module.split(".")[0] in ("fastapi", "uvicorn", "starlette") or i.module.startswith("station.api")]
+    assert not bad, "\n".join(bad)
+
+
 def test_no_module_is_loaded_from_a_string() -> None:
     bad = [hit for package in PACKAGES for path in modules(package) for hit in _string_loads(path)]
     assert not bad, "modules loaded from a string (import them by name, or use an entry point):\n" + "\n".join(bad)

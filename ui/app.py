@@ -121,7 +121,7 @@ def _static_router() -> APIRouter:
 
 def make_console(web_app: FastAPI, station: Any, cfg: StationConfig, settings: ConsoleSettings) -> Console:
     store = station.store if station is not None else web_app.state.store
-    taxonomy = station.taxonomy if station is not None else load_taxonomy(cfg.resolve(cfg.taxonomy))
+    taxonomy = station.taxonomy if station is not None else load_taxonomy(cfg.taxonomy_file())
     repo = ConsoleRepo(store)
     auth = Auth(repo, ttl_s=settings.session_ttl_s, security=cfg.security, secure=settings.cookie_secure)
     live = station.live if station is not None else getattr(web_app.state, "live", None)
