@@ -239,3 +239,13 @@ def register(target: typer.Typer) -> None:
 
     if console_hook not in CONSOLE_HOOKS:
         CONSOLE_HOOKS.append(console_hook)
+
+
+def main() -> None:
+    """The console script of installs made before the entry points (``sortloop = "ui.cli:main"``), kept so such a
+    venv keeps working until it is reinstalled (``make setup``); the command is ``station.cli:main`` now."""
+    from training.cli import register as register_training
+
+    register_training(app)
+    register(app)
+    app()
