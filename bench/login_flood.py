@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PASSWORD = "correct horse battery"
-CLI = [sys.executable, "-c", "from ui.cli import main; main()"]
+CLI = [sys.executable, "-m", "station"]
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ before shutting the server down (uvicorn waits for open responses).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
@@ -19,6 +18,7 @@ from station.access import AccessGate, Principal, principal_of
 from station.apidocs import docs_router
 from station.config import StationConfig
 from station.events import Reason
+from station.health import StatusSnapshot
 from station.live import BOUNDARY, LiveView
 from station.metrics import CONTENT_TYPE, StationMetrics
 from station.schemas import (
@@ -47,29 +47,6 @@ def _epoch(description: str) -> Any:
     return Query(ge=0, le=MAX_EPOCH, allow_inf_nan=False, description=description)
 
 
-@dataclass(frozen=True)
-class StatusSnapshot:
-    """What the running station reports about itself."""
-
-    running: bool
-    source_ok: bool
-    model_version: str | None = None
-    classifier_version: str | None = None
-    fps: float = 0.0
-    frames: int = 0
-    dropped: int = 0
-    decisions: int = 0
-    workers: dict[str, str] = field(default_factory=dict)
-    last_error: str | None = None
-    started_at: float | None = None
-    status: str = "ok"
-    """The health model's level (station.health): ok, degraded or failing."""
-    reasons: list[str] = field(default_factory=list)
-    spool: int = 0
-    missed_actuations: int = 0
-    corrupt_frames: int = 0
-
-
 class StatusProvider(Protocol):
     def snapshot(self) -> StatusSnapshot: ...
 
@@ -85,7 +62,7 @@ def create_app(store: Store, status: StatusProvider, live: LiveView, metrics: St
     app.state.store, app.state.live, app.state.metrics, app.state.config = store, live, metrics, config
     access = AccessRepo(store)
     app.state.access = access
-    taxonomy = load_taxonomy(config.resolve(config.taxonomy))
+    taxonomy = load_taxonomy(config.taxonomy_file())
     mass_kg = {c.name: c.mass_kg for c in taxonomy.classes}
     app.include_router(_station_router(status, live, metrics, config.api.live_fps))
     app.include_router(_items_router(store, mass_kg), prefix="/api")

@@ -1,22 +1,27 @@
-"""The runtime's command line: ``sortloop run``, ``detect``, ``sim render``, ``config check|schema``.
-
-Training commands (``train``, ``export``, ``eval``, ``promote`` …) and console commands are added by
-``training.cli`` and ``ui.cli`` when those packages are installed.
+"""The ``sortloop`` command: the runtime's own commands (``run``, ``detect``, ``sim render``,
+``config check|schema|example``, ``tokens``), and those other parts add through the ``sortloop.commands`` entry
+points (``training``: ``train``, ``export``, ``eval``, ``promote``, ``data`` …; ``ui``: ``users``, ``audit``,
+``report`` and the console's mount into ``run``). A part whose extra is not installed still lists its commands;
+they say which extra to install.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import logging
 import signal
 from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from station.cli_access import tokens_app
 from station.config import ConfigError, StationConfig, load_config
+from station.resources import shipped_file
 
 if TYPE_CHECKING:
     from station.detect import ImageResult
@@ -39,9 +44,10 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _load(path: Path | None, allow_empty: bool = False) -> StationConfig:
+    """``path``; else ``configs/station.yaml`` of the current folder; else the default config the station ships."""
     try:
-        if path is None and DEFAULT_CONFIG.is_file():
-            path = DEFAULT_CONFIG
+        if path is None:
+            path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else shipped_file("station.yaml")
         return load_config(path, allow_empty=allow_empty)
     except ConfigError as exc:
         raise fail(str(exc)) from None
@@ -77,7 +83,8 @@ def config_example() -> None:
     from station.config import commented_yaml
 
     typer.echo("# sortloop station configuration. Every key is described; `sortloop config schema` gives the\n"
-               "# JSON schema. Paths are relative to the repository root.\n" + commented_yaml(StationConfig()))
+               "# JSON schema. Paths are relative to the repository root (an installed station: the folder it\n"
+               "# runs in).\n" + commented_yaml(StationConfig()))
 
 
 @sim_app.command("render")
@@ -119,7 +126,7 @@ def detect(
     from station.taxonomy import load_taxonomy
 
     cfg = _load(config)
-    taxonomy = load_taxonomy(cfg.resolve(cfg.taxonomy))
+    taxonomy = load_taxonomy(cfg.taxonomy_file())
     try:
         # no --model: what the station runs (the registry's promoted detector while watch_registry is on);
         # an explicitly named model may carry other classes (e.g. COCO): they are reported with stream null
@@ -286,10 +293,55 @@ def _mount_console(web: object, station: object, cfg: StationConfig) -> None:
         hook(web, station, cfg)
 
 
-# ui.cli registers its mount function here, so the station never imports ui
+# the ui plugin registers its mount function here, so the station never imports ui
 CONSOLE_HOOKS: list[Callable[[Any, Any, StationConfig], None]] = []
+
+PLUGIN_GROUP = "sortloop.commands"
+"""Entry-point group of the parts that add commands: each names a ``register(app: typer.Typer) -> None``."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def missing_modules(modules: tuple[str, ...]) -> list[str]:
+    """The modules of ``modules`` that are not installed (found, not imported)."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def extra_missing(extra: str, modules: tuple[str, ...]) -> str | None:
+    """Why the ``extra`` is not usable here (a message naming the install command), or None when it is."""
+    missing = missing_modules(modules)
+    if not missing:
+        return None
+    return f"needs the {extra} extra: pip install 'sortloop[{extra}]' (not installed: {', '.join(missing)})"
+
+
+def needs_extra(extra: str, modules: tuple[str, ...]) -> Callable[[F], F]:
+    """A command decorator: the command runs only when ``modules`` are installed, else it says which extra."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            why = extra_missing(extra, modules)
+            if why is not None:
+                raise fail(why)
+            return fn(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
+
+
+def load_plugins(target: typer.Typer, found: list[EntryPoint] | None = None) -> list[str]:
+    """Let every installed part register its commands on ``target``; returns their names."""
+    names = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP) if found is None else found, key=lambda e: e.name):
+        register = ep.load()
+        register(target)
+        names.append(ep.name)
+    return names
 
 
 def main() -> None:
-    """Station-only entry point (``python -m station``)."""
+    """The ``sortloop`` console script (also ``python -m station``)."""
+    load_plugins(app)
     app()

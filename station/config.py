@@ -14,9 +14,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from station.taxonomy import DEFAULT_TAXONOMY, Stream
+from station.resources import checkout_root
+from station.taxonomy import Stream, default_taxonomy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = checkout_root() or Path.cwd()
+"""What relative paths in a config are relative to: the source checkout the station runs from, or for an
+installed station the folder it is started in."""
 
 
 class ConfigError(ValueError):
@@ -315,7 +318,8 @@ class PipelineConfig(_Model):
 
 class StationConfig(_Model):
     station_id: str = Field("station-1", description="Station id stored with every record.")
-    taxonomy: str = Field(str(DEFAULT_TAXONOMY.relative_to(ROOT)), description="Taxonomy YAML.")
+    taxonomy: str | None = Field(None, description="Taxonomy YAML. Empty: the taxonomy the station ships "
+                                 "(datasets/taxonomy.yaml).")
     source: SourceConfig = Field(default_factory=SourceConfig, description="Where frames come from.")
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig, description="Conveyor simulator.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Detector.")
@@ -355,9 +359,13 @@ class StationConfig(_Model):
         return self
 
     def resolve(self, path: str) -> Path:
-        """A config path made absolute against the repository root when relative."""
+        """A config path made absolute against ``ROOT`` (the checkout, or an installed station's folder)."""
         p = Path(path)
         return p if p.is_absolute() else ROOT / p
+
+    def taxonomy_file(self) -> Path:
+        """The taxonomy file: ``taxonomy`` when set, else the one the station ships."""
+        return self.resolve(self.taxonomy) if self.taxonomy else default_taxonomy()
 
 
 def _format_error(err: ValidationError, source: str) -> str:

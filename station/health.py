@@ -119,3 +119,26 @@ def probe(actuator: Actuator) -> bool:
     except Exception as exc:  # any error of the probe itself
         log.warning("actuator health probe failed: %s", exc)
         return False
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the running station reports about itself."""
+
+    running: bool
+    source_ok: bool
+    model_version: str | None = None
+    classifier_version: str | None = None
+    fps: float = 0.0
+    frames: int = 0
+    dropped: int = 0
+    decisions: int = 0
+    workers: dict[str, str] = field(default_factory=dict)
+    last_error: str | None = None
+    started_at: float | None = None
+    status: str = "ok"
+    """The health model's level (station.health): ok, degraded or failing."""
+    reasons: list[str] = field(default_factory=list)
+    spool: int = 0
+    missed_actuations: int = 0
+    corrupt_frames: int = 0

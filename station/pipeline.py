@@ -23,7 +23,7 @@ from station.decide import DecisionLine
 from station.detections import Detections
 from station.events import Actuation, ActuationStatus, Alarm, Decision, Severity
 from station.frames import Frame
-from station.health import Health, HealthInputs, assess, growth_within, probe
+from station.health import Health, HealthInputs, StatusSnapshot, assess, growth_within, probe
 from station.record import STORE_ERRORS, Recorder
 from station.route import BeltSpeed, Router
 from station.spool import Spool, SpooledAlarm, SpooledRecord
@@ -33,7 +33,6 @@ from station.workers import Closed, DropOldestQueue, Supervisor, Worker
 
 if TYPE_CHECKING:
     from station.actuate import Actuator
-    from station.api import StatusSnapshot
     from station.capture import Source
     from station.classify import CropClassifier
     from station.detect import Detector
@@ -209,8 +208,6 @@ class Station:
 
     def snapshot(self) -> StatusSnapshot:
         """What /health reports: running, source, model, fps, counts, workers, health and its reasons."""
-        from station.api import StatusSnapshot
-
         h = self.health()
         running = self._started and not self._stop.is_set() and not self._source_done.is_set()
         return StatusSnapshot(

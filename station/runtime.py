@@ -181,7 +181,7 @@ def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
     from station.metrics import StationMetrics
     from station.store import Store
 
-    taxonomy = load_taxonomy(cfg.resolve(cfg.taxonomy))
+    taxonomy = load_taxonomy(cfg.taxonomy_file())
     registry = cfg.resolve(cfg.model.registry)
     promoted = promoted_model(registry) if cfg.model.watch_registry else None
     detector = load_detector(cfg, taxonomy, promoted[1] if promoted else None)

@@ -1,4 +1,5 @@
-"""The class taxonomy (``datasets/taxonomy.yaml``): item class → stream, hazard kind, mass."""
+"""The class taxonomy (``datasets/taxonomy.yaml``, shipped with the package): item class → stream, hazard kind,
+mass."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DEFAULT_TAXONOMY = Path(__file__).resolve().parent.parent / "datasets" / "taxonomy.yaml"
+from station.resources import shipped_file
 
 
 class Stream(StrEnum):
@@ -96,8 +97,17 @@ class Taxonomy(BaseModel):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def load_taxonomy(path: str | Path = DEFAULT_TAXONOMY) -> Taxonomy:
-    p = Path(path)
+def default_taxonomy() -> Path:
+    """The taxonomy the station ships (``datasets/taxonomy.yaml``)."""
+    try:
+        return shipped_file("taxonomy.yaml")
+    except FileNotFoundError as exc:
+        raise TaxonomyError(str(exc)) from None
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """The taxonomy in ``path``; None: the one the station ships."""
+    p = default_taxonomy() if path is None else Path(path)
     if not p.is_file():
         raise TaxonomyError(f"taxonomy file {p} not found; pass the path of datasets/taxonomy.yaml")
     try:

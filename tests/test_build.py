@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from shared_data import SHARED, needs_shared
 
 from station.taxonomy import load_taxonomy
 from training.build import BuildError, build_dataset
@@ -15,8 +16,6 @@ from training.cutouts import CutoutReport
 from training.formats import image_size
 from training.manifest import Manifest
 from training.split import DEFAULT_THRESHOLD, phash64
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def photo(seed: int, w: int = 160, h: int = 120) -> np.ndarray:
@@ -187,7 +186,8 @@ def test_build_refuses_to_write_into_shared(fake_shared: tuple[Path, Path]) -> N
         build_dataset(root / "datasets" / "out", shared_root=root, sources_dir=maps, synth_n=0, sim_n=0)
 
 
-@pytest.mark.skipif(not (SHARED / "datasets" / "trashnetpp").is_dir(), reason="needs ../shared")
+@needs_shared(*(SHARED / "datasets" / s for s in ("trashnetpp", "ewaste-devices", "ewaste-classes", "trashnet-objects",
+                                                  "clothing")))
 def test_small_build_on_shared_data(tmp_path: Path) -> None:
     m = build_dataset(tmp_path / "ds", shared_root=SHARED, seed=0, synth_n=8, sim_n=4, limit_per_source=12,
                       imgsz=160, workers=1)

@@ -14,24 +14,25 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from shared_data import SHARED, needs_shared
 
 from station.detect import Detector
 from station.taxonomy import ItemClass, Stream, Taxonomy, load_taxonomy
 from training.export import ExportConfig, ExportError, ParityError, check_parity, export
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 COCO_PT = SHARED / "weights" / "yolo11n-coco.pt"
 PHOTOS = SHARED / "datasets" / "ewaste-devices" / "images"
 IMGSZ = 160
 CFG = ExportConfig(parity_conf=0.05)
 
-pytestmark = pytest.mark.skipif(not COCO_PT.is_file() or not PHOTOS.is_dir(),
-                                reason="needs ../shared/weights/yolo11n-coco.pt and ../shared/datasets")
+COCO_ONNX = SHARED / "weights" / "yolo11n-coco-int8-320.onnx"
+
+pytestmark = needs_shared(COCO_PT, COCO_ONNX, PHOTOS)
 
 
 def coco_taxonomy() -> Taxonomy:
     """A taxonomy of the 80 COCO names (read from the shared COCO ONNX export's metadata)."""
-    meta = {p.key: p.value for p in onnx.load(str(SHARED / "weights" / "yolo11n-coco-int8-320.onnx")).metadata_props}
+    meta = {p.key: p.value for p in onnx.load(str(COCO_ONNX)).metadata_props}
     names = ast.literal_eval(meta["names"])
     classes = [ItemClass(name=names[i], stream=Stream.RESIDUAL, mass_kg=1.0) for i in range(len(names))]
     return Taxonomy(version=1, streams=[Stream.RESIDUAL], hazards=["none"], classes=classes)

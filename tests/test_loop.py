@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared_data import SHARED, shared_file
 
 from station.config import StationConfig
 from station.events import Decision
@@ -87,7 +88,7 @@ def _tiny_model(work: Path) -> Start:
     names = dict(enumerate(TAX.names))
     (data / "data.yaml").write_text(yaml.safe_dump({"path": str(data), "train": "train/images",
                                                     "val": "val/images", "names": names}))
-    coco = ROOT.parent / "shared" / "weights" / "yolo11n-coco.pt"
+    coco = shared_file(SHARED / "weights" / "yolo11n-coco.pt")
     cfg = TrainConfig(data=str(data / "data.yaml"), base_weights=str(coco),
                       epochs=TINY_EPOCHS, imgsz=320, batch=16, workers=0, plots=False, name="base",
                       runs_dir=str(work / "runs"), patience=100, close_mosaic=2)

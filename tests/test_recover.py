@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
+from shared_data import SHARED, shared_file
 
 from station.simulator import render_dataset
 from station.taxonomy import load_taxonomy
@@ -18,7 +19,7 @@ from training.recover import RecoverError, recover
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "sortloop-default.onnx"
-SHARED = ROOT.parent / "shared" / "weights"
+WEIGHTS = SHARED / "weights"
 TAX = load_taxonomy()
 
 
@@ -102,15 +103,11 @@ def _no_names(tmp: Path) -> Path:
 
 
 def _nms_free(tmp: Path) -> Path:
-    if not (SHARED / "yolo26n-coco-int8-640.onnx").is_file():
-        pytest.skip("needs ../shared/weights")
-    return SHARED / "yolo26n-coco-int8-640.onnx"
+    return shared_file(WEIGHTS / "yolo26n-coco-int8-640.onnx")
 
 
 def _quantised(tmp: Path) -> Path:
-    if not (SHARED / "yolo11n-coco-int8-320.onnx").is_file():
-        pytest.skip("needs ../shared/weights")
-    return SHARED / "yolo11n-coco-int8-320.onnx"
+    return shared_file(WEIGHTS / "yolo11n-coco-int8-320.onnx")
 
 
 @pytest.mark.parametrize(("make", "images", "message"), [

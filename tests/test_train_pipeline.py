@@ -18,6 +18,7 @@ import onnx
 import pytest
 import typer
 from onnx import numpy_helper
+from shared_data import SHARED, needs_shared
 from typer.testing import CliRunner
 
 from station.taxonomy import load_taxonomy
@@ -27,11 +28,11 @@ from training.registry import GateConfig, GateRefused, Registry, model_card
 from training.train import EpochStats, TrainConfig, TrainError, TrainResult, train
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = ROOT.parent / "shared" / "weights" / "yolo11n-coco.pt"
+BASE = SHARED / "weights" / "yolo11n-coco.pt"
 IMGSZ = 128
 CLASSES = ["battery", "phone", "plastic", "can", "textile"]
 
-pytestmark = pytest.mark.skipif(not BASE.is_file(), reason="needs ../shared/weights/yolo11n-coco.pt")
+pytestmark = needs_shared(BASE)
 
 # ------------------------------------------------------------------------------------ network watch
 
@@ -148,7 +149,7 @@ def test_a_finished_run_is_not_overwritten(run: Run) -> None:
         ({"base_weights": "/nonexistent/w.pt"}, "base weights /nonexistent/w.pt not found"),
         ({"resume": True}, "cannot resume"),
         ({"data": "/nonexistent/data.yaml"}, "dataset /nonexistent/data.yaml not found"),
-        ({"data": str(ROOT.parent / "shared/datasets/trashnetpp/data.yaml")}, "lies in the shared data"),
+        ({"data": str(SHARED / "datasets/trashnetpp/data.yaml")}, "lies in the shared data"),
         ({"data": "OTHER_NAMES"}, r"classes \['Cable', 'E-waste'"),
     ],
 )

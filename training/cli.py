@@ -265,7 +265,7 @@ def _eval_by_source(model: Path, build: Path, classifier: str | None, out: Path 
     if classifier is not None:
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
             update={"classifier": None if classifier == "none" else str(Path(classifier).resolve())})})
-    taxonomy = load_taxonomy(cfg.resolve(cfg.taxonomy))
+    taxonomy = load_taxonomy(cfg.taxonomy_file())
     det = load_detector(cfg, taxonomy, model)
     report = evaluate_sources(build, det, StillDecider(cfg, taxonomy, load_classifier(cfg, taxonomy)), taxonomy)
     if out is not None:
@@ -362,18 +362,25 @@ def models_cmd(registry: RegistryOpt = None,
         typer.echo(f"{'*' if current else ' '} {mv.version:<32} {figures}  {mv.report.created}")
 
 
+EXTRA_MODULES = ("torch", "ultralytics", "onnx")
+"""What ``pip install 'sortloop[training]'`` brings that these commands need."""
+
+
 def register(app: typer.Typer) -> None:
-    """Add the training commands (and ``data`` when the dataset tools are installed) to ``app``."""
-    app.command("train")(user_errors(train_cmd))
-    app.command("export")(user_errors(export_cmd))
-    app.command("recover")(user_errors(recover_cmd))
-    app.command("eval")(user_errors(eval_cmd))
-    app.command("promote")(user_errors(promote_cmd))
-    app.command("rollback")(user_errors(rollback_cmd))
-    app.command("models")(user_errors(models_cmd))
-    try:
-        from training.data_cli import data_app
-    except ImportError as exc:
-        log.debug("dataset commands unavailable: %s", exc)
-        return
-    app.add_typer(data_app, name="data")
+    """The ``sortloop.commands`` entry point: add the training and dataset commands to ``app``. Without the
+    training extra they are listed all the same and say which extra to install."""
+    from station.cli import extra_missing, fail, needs_extra
+
+    guard = needs_extra("training", EXTRA_MODULES)
+    for name, command in (("train", train_cmd), ("export", export_cmd), ("recover", recover_cmd),
+                          ("eval", eval_cmd), ("promote", promote_cmd), ("rollback", rollback_cmd),
+                          ("models", models_cmd)):
+        app.command(name)(guard(user_errors(command)))
+    from training.data_cli import data_app
+
+    def data_needs_extra() -> None:
+        why = extra_missing("training", EXTRA_MODULES)
+        if why is not None:
+            raise fail(why)
+
+    app.add_typer(data_app, name="data", callback=data_needs_extra)

@@ -12,7 +12,6 @@ role, ``can(perm)``), set when the page loads; ``build_reports_tab`` / ``build_e
 
 # No ``from __future__ import annotations``: Gradio reads the handlers' annotations at run time.
 import html
-import importlib
 import ipaddress
 import logging
 from pathlib import Path
@@ -122,7 +121,7 @@ def _static_router() -> APIRouter:
 
 def make_console(web_app: FastAPI, station: Any, cfg: StationConfig, settings: ConsoleSettings) -> Console:
     store = station.store if station is not None else web_app.state.store
-    taxonomy = station.taxonomy if station is not None else load_taxonomy(cfg.resolve(cfg.taxonomy))
+    taxonomy = station.taxonomy if station is not None else load_taxonomy(cfg.taxonomy_file())
     repo = ConsoleRepo(store)
     auth = Auth(repo, ttl_s=settings.session_ttl_s, security=cfg.security, secure=settings.cookie_secure)
     live = station.live if station is not None else getattr(web_app.state, "live", None)
@@ -164,20 +163,6 @@ def mount_console(web_app: FastAPI, station: Any, cfg: StationConfig, *,
 def console_hook(web_app: Any, station: Any, cfg: StationConfig) -> None:
     """The function ``ui.cli`` registers in ``station.cli.CONSOLE_HOOKS``."""
     mount_console(web_app, station, cfg)
-
-
-def _optional_tab(module: str, builder: str, ctx: ConsoleContext, user_state: "gr.State") -> None:
-    """Build a tab another package provides, when it is there."""
-    import gradio as gr
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        gr.Markdown(f"This view is not installed here ({module}).")
-        return
-    getattr(mod, builder)(ctx, user_state)
 
 
 def _header(user: ConsoleUser) -> str:
@@ -230,6 +215,10 @@ def _build_tab(console: Console, key: str, user_state: "gr.State", timer: "gr.Ti
     elif key == "review":
         review.build_review_tab(console, user_state, tab)
     elif key == "reports":
-        _optional_tab("ui.reports", "build_reports_tab", console.ctx, user_state)
+        from ui.reports import build_reports_tab
+
+        build_reports_tab(console.ctx, user_state)
     else:
-        _optional_tab("ui.engineer", "build_engineer_tab", console.ctx, user_state)
+        from ui.engineer import build_engineer_tab
+
+        build_engineer_tab(console.ctx, user_state)

@@ -1,4 +1,4 @@
-"""The ``sortloop`` command: the runtime's commands, plus training and console commands.
+"""The console's part of the ``sortloop`` command (the ``sortloop.commands`` entry point ``ui``).
 
 Console commands: ``sortloop users create-admin`` (the first admin; there is no default password),
 ``users add|list|disable|enable|set-role|reset-password|unlock|sessions|end-sessions|end-session`` and
@@ -8,6 +8,7 @@ Registering also hooks the console's mount into ``sortloop run``.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from station.cli import CONSOLE_HOOKS, ConfigOpt, app, fail
 if TYPE_CHECKING:
     from station.store.access import AccessRepo
     from ui.repo import ConsoleRepo
+
+log = logging.getLogger(__name__)
 
 users_app = typer.Typer(no_args_is_help=True, help="Console accounts (roles: operator, engineer, manager, admin).")
 Role = Annotated[str, typer.Option("--role", "-r", help="operator | engineer | manager | admin")]
@@ -196,6 +199,10 @@ def audit_command(
         typer.echo(f"{when(a.at)}\t{a.action}\t{a.actor}\t{a.target}\t{a.detail}\t{a.address}")
 
 
+EXTRA_MODULES = ("gradio", "argon2", "reportlab")
+"""What ``pip install 'sortloop[ui]'`` brings that the console and these commands need."""
+
+
 def register_console() -> None:
     """Add the ``users`` and ``audit`` commands and hook the console into ``sortloop run`` (once)."""
     from ui.app import console_hook
@@ -207,15 +214,38 @@ def register_console() -> None:
         CONSOLE_HOOKS.append(console_hook)
 
 
-def _register() -> None:
-    from training.cli import register as register_training
-    from ui.report_cli import register_report_command
+def register(target: typer.Typer) -> None:
+    """The ``sortloop.commands`` entry point: the console's commands (``users``, ``audit``, ``report``) and its
+    mount into ``sortloop run``. Without the ui extra the commands are listed all the same and say which extra
+    to install, and ``sortloop run`` serves the station's API alone (saying so)."""
+    from station.cli import extra_missing, needs_extra
+    from ui.report_cli import report_cmd
 
-    register_training(app)
-    register_console()
-    register_report_command(app)
+    why = extra_missing("ui", EXTRA_MODULES)
+    guard = needs_extra("ui", EXTRA_MODULES)
+
+    def users_need_extra() -> None:
+        if why is not None:
+            raise fail(why)
+
+    if not any(g.name == "users" for g in target.registered_groups):
+        target.add_typer(users_app, name="users", callback=users_need_extra)
+        target.command("audit")(guard(audit_command))
+        target.command("report")(guard(report_cmd))
+    if why is not None:
+        CONSOLE_HOOKS.append(lambda *_: log.warning("the operator console is not mounted: %s", why))
+        return
+    from ui.app import console_hook
+
+    if console_hook not in CONSOLE_HOOKS:
+        CONSOLE_HOOKS.append(console_hook)
 
 
 def main() -> None:
-    _register()
+    """The console script of installs made before the entry points (``sortloop = "ui.cli:main"``), kept so such a
+    venv keeps working until it is reinstalled (``make setup``); the command is ``station.cli:main`` now."""
+    from training.cli import register as register_training
+
+    register_training(app)
+    register(app)
     app()

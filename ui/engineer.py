@@ -182,7 +182,7 @@ class EngineerDesk:
         cfg = self.ctx.config
         return RetrainSpec(version=version, by=who.username, corrections=str(work / "corrections"),
                            work_dir=str(work), registry=str(self.ctx.registry),
-                           taxonomy=str(cfg.resolve(cfg.taxonomy)), replay_data=replay,
+                           taxonomy=str(cfg.taxonomy_file()), replay_data=replay,
                            replay_n=opts.replay_n if replay else 0, eval_data=opts.eval_data,
                            station_model=str(cfg.resolve(cfg.model.path)),
                            epochs=opts.epochs, imgsz=opts.imgsz, batch=opts.batch, device=opts.device,

@@ -75,7 +75,7 @@ def report_cmd(
         period = Period.parse(from_, to, rcfg.timezone)
         store = open_existing_store(cfg)
         try:
-            report = build_report(store, load_taxonomy(cfg.resolve(cfg.taxonomy)), period, rcfg,
+            report = build_report(store, load_taxonomy(cfg.taxonomy_file()), period, rcfg,
                                   station=cfg.station_id)
         finally:
             store.close()
