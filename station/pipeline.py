@@ -148,9 +148,13 @@ class Station:
         for w in self.workers:
             w.join(5)
         self.routed.close()
+        if len(self.spool):  # a last try at the store, then what is left goes to the journal for the next start
+            self.spool.flush(self.store, STORE_ERRORS)
         if len(self.spool):
-            log.error("stopping with %d record(s) the store did not take%s", len(self.spool),
-                      "" if self.cfg.store.journal else " (no journal: they are lost)")
+            moved = self.spool.persist()
+            log.error("stopping with %d record(s) the store did not take: %s", len(self.spool),
+                      f"{moved} moved from memory to the journal {self.cfg.store.journal}, the next start writes "
+                      f"them" if self.cfg.store.journal else "no journal (store.journal), those in memory are lost")
         if self._alarm_store is not self.store:
             self._alarm_store.close()
 

@@ -141,6 +141,33 @@ class Spool:
         self._in_journal += 1
         return True
 
+    def persist(self) -> int:
+        """Move what waits in memory into the journal, ahead of the journal's own lines (they are younger), so
+        that the next start finds it; returns how many entries moved (0 without a journal or when it cannot be
+        written: they are then lost with the process, and the caller says so). Crops do not go to the journal."""
+        with self._lock:
+            if self._journal is None or not self._memory:
+                return 0
+            try:
+                old = self._journal.read_text().splitlines() if self._journal.is_file() else []
+                lines = [json.dumps(to_jsonable(e), default=_plain) for e in self._memory]
+                lines += [line for line in old if line.strip()]
+                self._journal.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._journal.with_suffix(".tmp")
+                with tmp.open("w") as fh:
+                    fh.write("".join(f"{line}\n" for line in lines))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self._journal)
+            except OSError as exc:
+                log.error("spool journal %s not writable at shutdown: %s", self._journal, exc)
+                return 0
+            moved = len(self._memory)
+            self._memory.clear()
+            self._crops = 0
+            self._in_journal = len(lines)
+            return moved
+
     def due(self) -> bool:
         return len(self) > 0 and self._clock() >= self._next_try
 

@@ -215,3 +215,45 @@ def test_video_corrupted_mid_run(tmp_path: Path) -> None:
     assert row.alarm_s is not None and row.recovery_s is not None, row.alarms
     assert row.lost == 0 and row.late_fires == 0
     assert st.last_frame is not None and st.last_frame.index >= 440  # it went on past the bad frames
+
+
+def test_a_stop_while_the_store_refuses_keeps_every_decision_in_the_journal(tmp_path: Path) -> None:
+    """Stopped while another process holds the database's write lock: what waited in memory moves to the
+    journal, and the next start writes every decided item (none lost)."""
+    import sqlite3
+
+    from station.record import STORE_ERRORS
+    from station.spool import Spool
+    from station.store import Store
+
+    journal = tmp_path / "journal" / "spool.jsonl"
+    run = FaultRun("stop while the database is locked", station_config(
+        tmp_path / "db", tmp_path / "evidence", store={"journal": str(journal), "busy_timeout_s": 0.2}))
+    st = run.st
+    st.start()
+    run._wait_decisions(2, 90)
+    p = subprocess.Popen([sys.executable, "-c", LOCKER, str(run.db)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "locked"
+        end = time.monotonic() + 30
+        while len(st.spool) < 2 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert len(st.spool) >= 2, "the store refused nothing: the test would prove nothing"
+        st.stop()
+    finally:
+        p.communicate("\n", timeout=10)
+    assert journal.is_file()
+    decided = {d.item_id for d in st.decisions}
+    store = Store.open(str(st.cfg.store.url), tmp_path / "evidence")
+    try:
+        restarted = Spool(8, keep_crops=0, journal=journal)
+        assert len(restarted) >= 2
+        restarted.flush(store, STORE_ERRORS)
+        assert len(restarted) == 0
+    finally:
+        store.close()
+    con = sqlite3.connect(run.db)
+    stored = {r[0] for r in con.execute("select item_id from items")}
+    con.close()
+    assert decided and decided <= stored

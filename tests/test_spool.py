@@ -185,3 +185,28 @@ def test_a_status_the_store_refused_is_written_later(store: Store, tmp_path: Pat
     assert spool.flush(store, STORE_ERRORS) == 1
     assert rows(db, "select i.bin, a.status, a.detail from items i join actuations a using (item_id)") == [
         ("manual", "failed", "broker away")]
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_what_waits_in_memory_goes_to_the_journal_at_shutdown_ahead_of_its_lines(store: Store, tmp_path: Path,
+                                                                               journal: bool) -> None:
+    """A stop while the store refuses: memory entries (older) move into the journal before its own lines; the
+    next start (a new spool on the same journal) writes all of them in order. Without a journal nothing moves."""
+    db, path = tmp_path / "station.db", tmp_path / "j" / "spool.jsonl"
+    spool = Spool(2, keep_crops=10, journal=path if journal else None, retry_initial_s=0.0)
+    ds = [decision(crop=True) for _ in range(4)]
+    for d in ds:  # two in memory, two in the journal (or lost without one)
+        spool.put(SpooledRecord(d, actuation(d), S.MISSED, "not sent", "manual"))
+    with locked(db):
+        assert spool.flush(store, STORE_ERRORS) == 0
+    moved = spool.persist()
+    assert moved == (2 if journal else 0)
+    if not journal:
+        assert len(spool) == 2 and spool.lost == 2
+        return
+    assert len(spool) == 4 and len(path.read_text().splitlines()) == 4
+    restarted = Spool(2, keep_crops=10, journal=path, retry_initial_s=0.0)
+    assert len(restarted) == 4
+    assert restarted.flush(store, STORE_ERRORS) == 4 and len(restarted) == 0 and not path.exists()
+    got = rows(db, "select item_id from items order by rowid")
+    assert [r[0] for r in got] == [d.item_id for d in ds]
