@@ -35,6 +35,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(tokens_app, name="tokens")
 
 DEFAULT_CONFIG = Path("configs/station.yaml")
+log = logging.getLogger(__name__)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Station config YAML.")]
 
 
@@ -235,13 +236,16 @@ def _run_headless(built: Built, duration: float | None) -> None:
     st.start()
     if built.watcher:
         built.watcher.start()
-    signal.signal(signal.SIGTERM, lambda *_: st.stop())
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C: the same clean stop
     try:
         st.wait(duration)
     except KeyboardInterrupt:
+        pass
+    finally:
         st.stop()
-    if built.watcher:
-        built.watcher.stop()
+        if built.watcher:
+            built.watcher.stop()
+        log.info("station %s stopped", st.cfg.station_id)
 
 
 def _serve(built: Built, cfg: StationConfig, duration: float | None) -> None:
@@ -279,11 +283,19 @@ def _serve(built: Built, cfg: StationConfig, duration: float | None) -> None:
 
     if duration is not None:
         threading.Timer(duration, shutdown).start()
-    server.run()
-    live.close()
-    st.stop()
-    if built.watcher:
-        built.watcher.stop()
+    # uvicorn stops on SIGINT/SIGTERM, then raises the signal again once its shutdown is done: both must end in
+    # the station's own stop below (workers joined, spool kept), not in an exit with inference threads running
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        live.close()
+        st.stop()
+        if built.watcher:
+            built.watcher.stop()
+        log.info("station %s stopped", cfg.station_id)
 
 
 def _mount_console(web: object, station: object, cfg: StationConfig) -> None:

@@ -75,6 +75,7 @@ class Station:
         self.metrics, self.live = metrics, live
         self._pending_model: Detector | None = None
         self._pending_classifier: CropClassifier | None = None
+        self._stopped = False
         self._model_lock = threading.Lock()
         self.belt = BeltSpeed(cfg.routing)
         self.router = Router(cfg.routing, self.belt)
@@ -142,6 +143,11 @@ class Station:
                  self._detector.version)
 
     def stop(self) -> None:
+        """Stop and join the workers, keep what the store did not take; a second call does nothing."""
+        with self._model_lock:
+            if self._stopped:
+                return
+            self._stopped = True
         self._stop.set()
         self.source.close()
         self.frames.close()
