@@ -217,7 +217,11 @@ class AccessGate:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        principal, reason = await run_in_threadpool(self.identify, HTTPConnection(scope))
+        conn = HTTPConnection(scope)
+        if COOKIE in conn.cookies or "authorization" in conn.headers:
+            principal, reason = await run_in_threadpool(self.identify, conn)
+        else:  # nobody to look up: no thread hop (a login flood is mostly such requests)
+            principal, reason = None, "login"
         scope.setdefault("state", {})["principal"] = principal
         refusal = self.refusal(scope, principal, reason)
         if refusal is not None:

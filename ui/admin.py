@@ -149,17 +149,17 @@ def build_admin_tab(console: Console, user_state: Any) -> None:
     csv_file = gr.File(label="Download", interactive=False, height=90, elem_id="admin-audit-file")
     outs = [result, users, sessions, audit]
 
-    def on_add(n: str, r: str, f: str, request: gr.Request) -> tuple[Any, ...]:
-        return guarded(lambda u, a: desk.add(u, n, r, a), f, request)
+    def on_add(username: str, role: str, audit_filter: str, request: gr.Request) -> tuple[Any, ...]:
+        return guarded(lambda u, a: desk.add(u, username, role, a), audit_filter, request)
 
-    def on_apply(act: str, n: str, r: str, f: str, request: gr.Request) -> tuple[Any, ...]:
-        return guarded(lambda u, a: desk.act(u, act, n, r, a), f, request)
+    def on_apply(action: str, username: str, role: str, audit_filter: str, request: gr.Request) -> tuple[Any, ...]:
+        return guarded(lambda u, a: desk.act(u, action, username, role, a), audit_filter, request)
 
-    def on_end(sid: str, f: str, request: gr.Request) -> tuple[Any, ...]:
-        return guarded(lambda u, a: desk.end_session(u, sid, a), f, request)
+    def on_end(session_id: str, audit_filter: str, request: gr.Request) -> tuple[Any, ...]:
+        return guarded(lambda u, a: desk.end_session(u, session_id, a), audit_filter, request)
 
-    def on_refresh(f: str, request: gr.Request) -> tuple[Any, ...]:
-        return guarded(lambda u, a: "", f, request)
+    def on_refresh(audit_filter: str, request: gr.Request) -> tuple[Any, ...]:
+        return guarded(lambda u, a: "", audit_filter, request)
 
     def on_csv(request: gr.Request) -> str:
         try:
@@ -167,10 +167,10 @@ def build_admin_tab(console: Console, user_state: Any) -> None:
         except AuthError as exc:
             raise gr.Error(str(exc)) from None
 
-    add_btn.click(on_add, [name, role, action_filter], outs)
-    apply_btn.click(on_apply, [action, name, role, action_filter], outs)
-    end_btn.click(on_end, [session_id, action_filter], outs)
-    refresh_btn.click(on_refresh, [action_filter], outs)
-    action_filter.submit(on_refresh, [action_filter], outs)
-    csv_btn.click(on_csv, None, csv_file)
-    user_state.change(on_refresh, [action_filter], outs)
+    add_btn.click(on_add, [name, role, action_filter], outs, api_name="admin_add")
+    apply_btn.click(on_apply, [action, name, role, action_filter], outs, api_name="admin_change")
+    end_btn.click(on_end, [session_id, action_filter], outs, api_name="admin_end_session")
+    refresh_btn.click(on_refresh, [action_filter], outs, api_name="admin_refresh")
+    action_filter.submit(on_refresh, [action_filter], outs, api_name=False)
+    csv_btn.click(on_csv, None, csv_file, api_name="admin_audit_csv")
+    user_state.change(on_refresh, [action_filter], outs, api_name=False)

@@ -130,7 +130,8 @@ class Auth:
         self.security = security or SecurityConfig()
         self.access = repo.access
         self.guard = LoginGuard(self.security)
-        self.pool = HashPool(self.security.hash_workers, self.security.hash_queue, self.security.hash_nice)
+        sec = self.security
+        self.pool = HashPool(sec.hash_workers, sec.hash_queue, sec.hash_nice, sec.hash_interval_s)
 
     def login(self, username: str, password: str, address: str = "") -> tuple[ConsoleUser, str, bool]:
         """The user, a new session's cookie value and whether they must change their password first;

@@ -177,9 +177,9 @@ class DownloadGate:
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body") and status[0] == 200 \
-                    and whole:
+            elif message["type"] == "http.response.body" and not message.get("more_body") and status[0] == 200 \
+                    and whole:  # the last chunk is read already: the file goes before the answer ends
                 await run_in_threadpool(self.offers.sent, served)
+            await send(message)
 
         await self.app(scope, receive, watch)

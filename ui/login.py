@@ -6,8 +6,9 @@ for password hashing.
 refused meanwhile with 429 and Retry-After without computing a hash. Logins still being checked count
 as failures in advance, so 40 parallel tries from one address do not all pass the check before the first
 failure is known. ``HashPool`` runs argon2 (``ui.passwords``: 19 MiB, one lane) in ``security.hash_workers``
-separate worker processes at niceness ``hash_nice``; logins beyond ``hash_queue`` waiting are answered 503:
-a flood queues instead of taking the frame loop's CPU, memory or interpreter lock.
+separate worker processes at niceness ``hash_nice``, each starting at most one hash per ``hash_interval_s``;
+logins beyond ``hash_queue`` waiting are answered 503: a flood queues instead of taking the frame loop's CPU,
+memory or interpreter lock.
 """
 
 from __future__ import annotations
@@ -125,6 +126,20 @@ def _lower_priority(nice: int) -> None:
         log.warning("hash worker keeps its priority: %s", exc)
 
 
+_next_start = 0.0  # in a hash process: when its next hash may start (monotonic)
+
+
+def paced(interval_s: float, fn: Callable[..., T], *args: object) -> T:
+    """In a hash process: ``fn(*args)``, started at least ``interval_s`` after the previous job started, so a
+    flood of logins takes a bounded share of the CPU (a login without a flood does not wait)."""
+    global _next_start
+    wait = _next_start - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    _next_start = time.monotonic() + interval_s
+    return fn(*args)
+
+
 _executors: dict[tuple[int, int], ProcessPoolExecutor] = {}
 _executors_lock = threading.Lock()
 
@@ -151,8 +166,8 @@ def _drop_executor(workers: int, nice: int, broken: ProcessPoolExecutor) -> None
 class HashPool:
     """Password hashing in low-priority worker processes, with a bounded queue."""
 
-    def __init__(self, workers: int = 1, queue: int = 32, nice: int = 10) -> None:
-        self.workers, self.nice, self.limit = workers, nice, workers + queue
+    def __init__(self, workers: int = 1, queue: int = 32, nice: int = 10, interval_s: float = 0.0) -> None:
+        self.workers, self.nice, self.limit, self.interval_s = workers, nice, workers + queue, interval_s
         self._lock = threading.Lock()
         self._pending = 0
 
@@ -166,7 +181,7 @@ class HashPool:
         try:
             executor = _executor(self.workers, self.nice)
             try:
-                return executor.submit(fn, *args).result()
+                return executor.submit(paced, self.interval_s, fn, *args).result()
             except BrokenProcessPool:
                 log.error("the password hash worker died; starting a new one")
                 _drop_executor(self.workers, self.nice, executor)
