@@ -120,7 +120,7 @@ def test_admins_manage_users_and_sessions_in_the_console(site: tuple[str, Seeded
         assert event == "complete" and isinstance(out, list)
         found = re.search(r"shown once: `([^`]+)`", str(out[0]))
         assert found, out[0]
-        users = out[1]["value"]["data"]
+        users = out[1]["data"]
         assert users[[u[0] for u in users].index("gina")][:5] == ["gina", "operator", "enabled", "yes", 0]
         gina = login(url, "gina", found.group(1))
         assert gina.headers["location"].startswith("/password")  # a password the admin saw: changed first
@@ -132,18 +132,18 @@ def test_admins_manage_users_and_sessions_in_the_console(site: tuple[str, Seeded
         assert record is not None and record.role == "engineer"
         session = console.repo.access.open_session("gina", 600, address="10.9.8.7")
         event, out = call(admin, "admin_refresh", audit_filter="")
-        sessions = out[2]["value"]["data"]  # type: ignore[index]
+        sessions = out[2]["data"]  # type: ignore[index]
         (row,) = [s for s in sessions if s[1] == "gina"]
         assert row[5] == "10.9.8.7"
         event, out = call(admin, "admin_end_session", session_id=row[0], audit_filter="")
         assert "ended" in str(out[0]) and console.repo.access.check_session(session, 600).session is None  # type: ignore[index]
-        event, out = call(admin, "admin_change", action="disable", username="gina", role="", audit_filter="user.")
+        event, out = call(admin, "admin_change", action="disable", username="gina", role="operator", audit_filter="user.")
         record = console.repo.get_user("gina")
         assert record is not None and record.disabled
-        event, out = call(admin, "admin_change", action="disable", username="admin", role="", audit_filter="")
+        event, out = call(admin, "admin_change", action="disable", username="admin", role="operator", audit_filter="")
         assert "Not done:** 'admin' is the last enabled admin" in str(out[0])  # type: ignore[index]
         event, out = call(admin, "admin_refresh", audit_filter="user.disable")
-        audit = out[3]["value"]["data"]  # type: ignore[index]
+        audit = out[3]["data"]  # type: ignore[index]
         assert audit and audit[0][1:4] == ["user.disable", "admin", "gina"]
 
 

@@ -122,7 +122,7 @@ def build_admin_tab(console: Console, user_state: Any) -> None:
         try:
             message = work(user, address)
         except (UserChangeError, AuthError) as exc:
-            message = f"**Not done:** {html.escape(str(exc))}"
+            message = f"**Not done:** {html.escape(str(exc), quote=False)}"
         return (message, *tables(user, action_filter))
 
     gr.Markdown("#### Users")
