@@ -126,24 +126,25 @@ def test_admins_manage_users_and_sessions_in_the_console(site: tuple[str, Seeded
         assert gina.headers["location"].startswith("/password")  # a password the admin saw: changed first
         event, out = call(admin, "admin_change", action="set role", username="gina", role="engineer",
                           audit_filter="")
-        assert "now engineer" in str(out[0])  # type: ignore[index]
+        assert "now engineer" in str(out[0])
         assert httpx.get(f"{url}/password", headers=cookie(gina)).status_code == 401  # a role change ends it
         record = console.repo.get_user("gina")
         assert record is not None and record.role == "engineer"
         session = console.repo.access.open_session("gina", 600, address="10.9.8.7")
         event, out = call(admin, "admin_refresh", audit_filter="")
-        sessions = out[2]["data"]  # type: ignore[index]
+        sessions = out[2]["data"]
         (row,) = [s for s in sessions if s[1] == "gina"]
         assert row[5] == "10.9.8.7"
         event, out = call(admin, "admin_end_session", session_id=row[0], audit_filter="")
-        assert "ended" in str(out[0]) and console.repo.access.check_session(session, 600).session is None  # type: ignore[index]
-        event, out = call(admin, "admin_change", action="disable", username="gina", role="operator", audit_filter="user.")
+        assert "ended" in str(out[0]) and console.repo.access.check_session(session, 600).session is None
+        event, out = call(admin, "admin_change", action="disable", username="gina", role="operator",
+                          audit_filter="user.")
         record = console.repo.get_user("gina")
         assert record is not None and record.disabled
         event, out = call(admin, "admin_change", action="disable", username="admin", role="operator", audit_filter="")
-        assert "Not done:** 'admin' is the last enabled admin" in str(out[0])  # type: ignore[index]
+        assert "Not done:** 'admin' is the last enabled admin" in str(out[0])
         event, out = call(admin, "admin_refresh", audit_filter="user.disable")
-        audit = out[3]["data"]  # type: ignore[index]
+        audit = out[3]["data"]
         assert audit and audit[0][1:4] == ["user.disable", "admin", "gina"]
 
 
@@ -162,7 +163,7 @@ def test_the_audit_csv_goes_through_gradio_to_its_admin_only_and_once(site: tupl
     with http_session(url, "admin") as admin:
         event, out = call(admin, "admin_audit_csv")
         assert event == "complete"
-        link = urlsplit(out[0]["url"]).path  # type: ignore[index]
+        link = urlsplit(out[0]["url"]).path
         assert link.startswith("/ui/gradio_api/file=")
         with http_session(url, "operator") as operator, http_session(url, "admin2") as other:
             assert operator.get(link).status_code == 403
@@ -193,12 +194,12 @@ def test_user_changes_are_checked(tmp_path: Path, change: object, error: str | N
     try:
         admin = UserAdmin(ConsoleRepo(seeded.store), "cli:test")
         if error is None:
-            password = change(admin)  # type: ignore[operator]
+            password = change(admin)
             record = admin.repo.get_user("hank")
             assert record is not None and record.must_change and len(password) >= 10
             assert admin.access.audit_log(1)[0].action == "user.add"
             return
         with pytest.raises(UserChangeError, match=error):
-            change(admin)  # type: ignore[operator]
+            change(admin)
     finally:
         seeded.store.close()

@@ -43,23 +43,24 @@ class AdminDesk:
         return [[r.username, r.role, r.state, "yes" if r.must_change else "", r.sessions, when(r.created_at)]
                 for r in self._admin(user, "").rows()]
 
-    def sessions(self, user: ConsoleUser, username: str = "") -> list[list[object]]:
+    def sessions(self, user: ConsoleUser, username: str | None = "") -> list[list[object]]:
         return [[s.id, s.username, s.role, when(s.created_at), when(s.last_seen), s.address or "-"]
-                for s in self._admin(user, "").sessions(username.strip() or None)]
+                for s in self._admin(user, "").sessions((username or "").strip() or None)]
 
-    def audit(self, user: ConsoleUser, action: str = "") -> list[list[object]]:
+    def audit(self, user: ConsoleUser, action: str | None = "") -> list[list[object]]:
         self.console.auth.require(user, Perm.USERS)
-        rows = self.console.repo.access.audit_log(AUDIT_ROWS, action.strip() or None)
+        rows = self.console.repo.access.audit_log(AUDIT_ROWS, (action or "").strip() or None)
         return [[when(a.at), a.action, a.actor, a.target, a.detail, a.address] for a in rows]
 
-    def add(self, user: ConsoleUser, username: str, role: str, address: str = "") -> str:
-        password = self._admin(user, address).add(username.strip(), role)
-        return (f"User **{html.escape(username.strip())}** ({role}) added. Temporary password, shown once: "
+    def add(self, user: ConsoleUser, username: str | None, role: str, address: str = "") -> str:
+        name = (username or "").strip()
+        password = self._admin(user, address).add(name, role)
+        return (f"User **{html.escape(name)}** ({role}) added. Temporary password, shown once: "
                 f"`{password}`. They choose their own at the first login.")
 
-    def act(self, user: ConsoleUser, action: str, username: str, role: str, address: str = "") -> str:
+    def act(self, user: ConsoleUser, action: str, username: str | None, role: str, address: str = "") -> str:
         """One of ``ACTIONS`` on ``username``; returns what happened (in Markdown)."""
-        admin, name = self._admin(user, address), username.strip()
+        admin, name = self._admin(user, address), (username or "").strip()
         if action == "disable":
             admin.disable(name)
             done = "disabled; their sessions are ended"
@@ -81,9 +82,10 @@ class AdminDesk:
             raise UserChangeError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
         return f"**{html.escape(name)}**: {done}."
 
-    def end_session(self, user: ConsoleUser, session_id: str, address: str = "") -> str:
-        username = self._admin(user, address).end_session(session_id)
-        return f"Session {html.escape(session_id.strip())} of **{html.escape(username)}** ended."
+    def end_session(self, user: ConsoleUser, session_id: str | None, address: str = "") -> str:
+        sid = (session_id or "").strip()
+        username = self._admin(user, address).end_session(sid)
+        return f"Session {html.escape(sid)} of **{html.escape(username)}** ended."
 
     def audit_download(self, user: ConsoleUser) -> str:
         """The audit log as a CSV file for Gradio, offered to this admin only and removed once downloaded."""
