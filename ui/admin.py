@@ -173,6 +173,6 @@ def build_admin_tab(console: Console, user_state: Any) -> None:
     apply_btn.click(on_apply, [action, name, role, action_filter], outs, api_name="admin_change")
     end_btn.click(on_end, [session_id, action_filter], outs, api_name="admin_end_session")
     refresh_btn.click(on_refresh, [action_filter], outs, api_name="admin_refresh")
-    action_filter.submit(on_refresh, [action_filter], outs, api_name=False)
+    action_filter.submit(on_refresh, [action_filter], outs, api_visibility="private")
     csv_btn.click(on_csv, None, csv_file, api_name="admin_audit_csv")
-    user_state.change(on_refresh, [action_filter], outs, api_name=False)
+    user_state.change(on_refresh, [action_filter], outs, api_visibility="private")
