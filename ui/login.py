@@ -149,7 +149,8 @@ def _executor(workers: int, nice: int) -> ProcessPoolExecutor:
     with _executors_lock:
         pool = _executors.get((workers, nice))
         if pool is None:
-            # spawn, not fork: the station's process has camera, inference and web threads
+            # spawn, not fork: the station's process has camera, inference and web threads. A spawned worker
+            # imports the program's main module again: it must keep its work under `if __name__ == "__main__"`
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_lower_priority, initargs=(nice,))
             _executors[(workers, nice)] = pool
