@@ -327,3 +327,16 @@ def test_exports_are_removed_after_download_or_after_a_while(seeded: Seeded, tmp
     assert sweep(max_age_s=3600) >= 1
     assert not old.exists() and fresh.exists()
     fresh.rmdir()
+
+
+def test_a_right_password_for_a_locked_account_leaves_no_try_counted_in_advance(seeded: Seeded) -> None:
+    web, console = api_app(seeded, login_backoff_after=2, lock_after=100)
+    console.repo.access.set_disabled("operator", True)
+    with TestClient(web) as client:
+        for _ in range(3):  # refused as disabled, each time answered: none stays "being checked"
+            r = client.post("/login", data={"username": "operator", "password": PASSWORD})
+            assert r.status_code == 401 and "disabled" in r.text
+    assert console.auth.guard.failures("operator") == 0
+    console.repo.access.set_disabled("operator", False)
+    with TestClient(web) as client:
+        assert login(client, "operator") == 303  # not throttled by tries that were answered long ago

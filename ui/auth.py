@@ -151,6 +151,8 @@ class Auth:
             self.access.audit("login.failed", username[:64], detail="account locked" if locked else "",
                               address=address)
             raise LoginFailedError("wrong user name or password")
+        if record.locked or record.disabled:
+            self.guard.release(username, address)  # the password was right: no failure to count
         if record.locked:
             raise LoginFailedError(f"account {username!r} is locked after too many failed logins; an admin can "
                                    f"unlock it (sortloop users unlock {username})")
