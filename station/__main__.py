@@ -1,3 +1,4 @@
 from station.cli import main
 
-main()
+if __name__ == "__main__":  # a spawned worker process (the console's hash worker) imports this module again
+    main()

@@ -40,6 +40,8 @@ class Principal:
     name: str
     role: str
     kind: str = "user"
+    must_change: bool = False
+    """An admin reset the user's password: only the change-password step (and public routes) answer."""
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,18 @@ class Rule:
     allow: frozenset[str]
     public: bool = False
     doing: str = "use this route"
+    before_change: bool = False
+    """Also open to a user who must change their password first (the change-password step itself)."""
 
     def admits(self, principal: Principal | None) -> bool:
         return self.public or (principal is not None and principal.role in self.allow)
 
 
-def rule(doing: str, *who: str) -> Rule:
+def rule(doing: str, *who: str, before_change: bool = False) -> Rule:
     unknown = set(who) - set(PRINCIPALS)
     if unknown:
         raise ValueError(f"unknown principals {sorted(unknown)}; use {PRINCIPALS}")
-    return Rule(frozenset(who), doing=doing)
+    return Rule(frozenset(who), doing=doing, before_change=before_change)
 
 
 PUBLIC = Rule(frozenset(), public=True)
@@ -73,6 +77,8 @@ REVIEW = rule("use the review queue", "operator", "engineer", "admin")
 QUARANTINE_LOG = rule("read the quarantine log", *ROLES)
 EXPORT = rule("export corrections as a dataset", "engineer", "admin")
 ADMIN = rule("read the audit log", "admin")
+OWN_PASSWORD = rule("change your own password", *ROLES, before_change=True)
+PASSWORD_PAGE = "/password"  # noqa: S105 (a page's path, not a password)
 
 # (method, path template) -> rule; method "*" for a mount (every method under that prefix).
 POLICY: dict[tuple[str, str], Rule] = {
@@ -99,6 +105,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/logout"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
     ("GET", "/auth/session"): SIGNED_IN,
+    ("GET", "/password"): OWN_PASSWORD,
+    ("POST", "/password"): OWN_PASSWORD,
     ("GET", "/console/static/{name}"): PUBLIC,
     ("GET", "/console/beep.wav"): PUBLIC,
     ("POST", "/api/console/corrections"): OPERATE,
@@ -209,7 +217,11 @@ class AccessGate:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        principal, reason = await run_in_threadpool(self.identify, HTTPConnection(scope))
+        conn = HTTPConnection(scope)
+        if COOKIE in conn.cookies or "authorization" in conn.headers:
+            principal, reason = await run_in_threadpool(self.identify, conn)
+        else:  # nobody to look up: no thread hop (a login flood is mostly such requests)
+            principal, reason = None, "login"
         scope.setdefault("state", {})["principal"] = principal
         refusal = self.refusal(scope, principal, reason)
         if refusal is not None:
@@ -229,7 +241,8 @@ class AccessGate:
         check = self.repo.check_session(cookie, self.idle_s)
         if check.session is None:
             return None, "expired" if check.reason == "expired" else "login"
-        return Principal(check.session.username, check.session.role), ""
+        s = check.session
+        return Principal(s.username, s.role, must_change=s.must_change), ""
 
     def refusal(self, scope: Scope, principal: Principal | None, reason: str) -> tuple[int, str, str] | None:
         """(status, detail, reason) when the policy refuses the request, else None."""
@@ -242,6 +255,9 @@ class AccessGate:
             return 403, f"no access policy for {method} {path}: refused to everyone (a route missing from " \
                 "station.access.POLICY, or no such route)", "policy"
         if found.admits(principal):
+            if principal is not None and principal.must_change and not (found.public or found.before_change):
+                return 403, f"password change required (403): an admin reset the password of {principal.name!r}; " \
+                    f"choose a new one at {PASSWORD_PAGE} first", "password"
             return None
         needs = " or ".join(sorted(found.allow))
         if principal is None:

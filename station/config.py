@@ -276,17 +276,22 @@ class SecurityConfig(_Model):
     login_backoff_s: float = Field(1.0, gt=0, description="First wait after too many failed logins (s); it "
                                    "doubles with each further failure.")
     login_backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between login tries (s).")
-    login_tarpit_s: float = Field(1.0, ge=0, description="A login refused for back-off or a full hash queue is "
+    login_tarpit_s: float = Field(5.0, ge=0, description="A login refused for back-off or a full hash queue is "
                                   "answered after this long (at most its Retry-After), slowing a flood without "
                                   "holding a thread (s).")
     lock_after: int = Field(20, ge=1, description="Wrong passwords in a row that lock an account until an admin "
                             "unlocks it (`sortloop users unlock NAME`).")
-    hash_workers: int = Field(1, ge=1, le=8, description="Password hashes computed at once (argon2, 64 MiB "
-                              "each); further logins wait in a queue instead of taking the pipeline's CPU.")
+    hash_workers: int = Field(1, ge=1, le=8, description="Password hashes computed at once, each in its own "
+                              "worker process (argon2id, 19 MiB each); further logins wait in a queue instead "
+                              "of taking the pipeline's CPU.")
     hash_queue: int = Field(32, ge=1, description="Logins that may wait for a hash worker; beyond that a login "
                             "is answered 503 with Retry-After.")
-    hash_nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the hash workers' threads, so "
+    hash_nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the hash worker processes, so "
                            "the frame loop wins the CPU over a flood of logins.")
+    hash_interval_s: float = Field(0.5, ge=0, le=10, description="Shortest time between two password hashes "
+                                   "of one worker (s): under a flood hashing takes at most about 30 ms of CPU per "
+                                   "interval (argon2id, 19 MiB), the rest stays with the frame loop; a login "
+                                   "without a flood does not wait.")
 
 
 class PipelineConfig(_Model):

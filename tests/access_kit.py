@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from station.store import Store
 from station.store.access import AccessRepo
 
@@ -23,3 +26,10 @@ def _exists(repo: AccessRepo, username: str) -> bool:
 
     with repo.store.engine.connect() as conn:
         return conn.execute(select(User.username).where(User.username == username)).first() is not None
+
+
+def nap(seconds: float) -> tuple[float, float, int, int]:
+    """A stand-in for a hash in ``ui.login.HashPool``: (start, end, process id, niceness) of a sleep."""
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time(), os.getpid(), os.nice(0)

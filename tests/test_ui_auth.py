@@ -102,7 +102,8 @@ def test_roles_grant_what_they_should(role: str, allowed: set[Perm], refused: se
 
 def test_console_without_a_session_goes_to_the_login_form(served: tuple[FastAPI, Console]) -> None:
     with TestClient(served[0]) as client:
-        r = client.get("/ui/", follow_redirects=False)
+        assert client.get("/ui/", follow_redirects=False).status_code == 401  # an API client: no redirect
+        r = client.get("/ui/", headers={"accept": "text/html"}, follow_redirects=False)  # a browser
         assert r.status_code == 303 and r.headers["location"].startswith("/login?e=login")
         page = client.get(r.headers["location"])
         assert "Please log in" in page.text and 'name="password"' in page.text
@@ -135,7 +136,7 @@ def test_an_expired_session_says_so(served: tuple[FastAPI, Console]) -> None:
     web, console = served
     with TestClient(web) as client:
         client.cookies.set(COOKIE, console.repo.access.open_session("operator", 600, now=time.time() - 601))
-        r = client.get("/ui/", follow_redirects=False)
+        r = client.get("/ui/", headers={"accept": "text/html"}, follow_redirects=False)
         assert r.headers["location"].startswith("/login?e=expired")
         assert "Your session expired" in client.get(r.headers["location"]).text
         assert client.get("/auth/session").json()["reason"] == "expired"

@@ -42,7 +42,7 @@ def test_login_form_and_wrong_password(site: tuple[str, Seeded, Console], browse
     ("operator", ["Operator", "Hazards", "Review"]),
     ("engineer", ["Operator", "Hazards", "Review", "Reports", "Engineer"]),
     ("manager", ["Hazards", "Reports"]),
-    ("admin", ["Operator", "Hazards", "Review", "Reports", "Engineer"]),
+    ("admin", ["Operator", "Hazards", "Review", "Reports", "Engineer", "Admin"]),
 ])
 def test_each_role_sees_only_its_views(site: tuple[str, Seeded, Console], browser: Browser, role: str,
                                        tabs: list[str]) -> None:

@@ -23,13 +23,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from station.access import PASSWORD_PAGE
 from station.config import StationConfig
 from station.taxonomy import load_taxonomy
 from ui import corrections, hazard, review
-from ui.auth import Auth, AuthError, ConsoleUser, Perm, SessionExpiredError, request_user
+from ui.admin import build_admin_tab
+from ui.auth import (
+    Auth,
+    AuthError,
+    ConsoleUser,
+    PasswordChangeRequiredError,
+    Perm,
+    SessionExpiredError,
+    request_user,
+)
 from ui.auth import router as auth_router
 from ui.context import ConsoleContext
-from ui.downloads import KEEP_S, sweep
+from ui.downloads import KEEP_S, DownloadGate, sweep
 from ui.operator import build_operator_tab
 from ui.repo import ConsoleRepo
 from ui.settings import Console, ConsoleSettings, load_settings
@@ -45,8 +55,8 @@ HEAD = "<script src='/console/static/console.js' defer></script>"
 # (tab label, elem id, permission that shows it)
 TABS = (("Operator", "operator", Perm.OPERATE), ("Hazards", "hazards", Perm.QUARANTINE_LOG),
         ("Review", "review", Perm.REVIEW), ("Reports", "reports", Perm.REPORTS),
-        ("Engineer", "engineer", Perm.ENGINEER))
-CONSOLE_PATHS = ("/ui", "/login", "/api/console", "/console/")
+        ("Engineer", "engineer", Perm.ENGINEER), ("Admin", "admin", Perm.USERS))
+CONSOLE_PATHS = ("/ui", "/login", "/api/console", "/console/", PASSWORD_PAGE)
 
 
 class ConsoleSetupError(RuntimeError):
@@ -73,7 +83,8 @@ REFUSED = ("<!doctype html><title>console refused</title><h1>Console refused</h1
 
 class ConsoleGate:
     """ASGI gate in front of the console's paths: refuse them on a non-loopback address while no admin exists,
-    and send a browser without a valid session from /ui to the login form (saying why)."""
+    and send a browser (``Accept: text/html``) without a valid session from /ui to the login form (saying
+    why), or to the change-password step after an admin's reset. API clients get the policy's 401/403."""
 
     def __init__(self, app: ASGIApp, console: Console, host: str) -> None:
         self.app, self.console, self.host = app, console, host
@@ -88,22 +99,32 @@ class ConsoleGate:
             page = HTMLResponse(REFUSED.format(host=html.escape(self.host)), status_code=503)
             await page(scope, receive, send)
             return
-        # a browser without a session goes to the login form; a machine with a token gets the policy's 403
-        if scope["method"] == "GET" and path in ("/ui", "/ui/") and not Request(scope).headers.get("authorization"):
-            reason = await run_in_threadpool(self._no_session, Request(scope))
-            if reason is not None:
-                await RedirectResponse(f"/login?e={reason}&next=/ui/", status_code=303)(scope, receive, send)
+        if scope["method"] == "GET" and path in ("/ui", "/ui/") and is_navigation(Request(scope)):
+            where = await run_in_threadpool(self._detour, Request(scope))
+            if where is not None:
+                await RedirectResponse(where, status_code=303)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _no_session(self, request: Request) -> str | None:
+    def _detour(self, request: Request) -> str | None:
+        """Where a browser opening the console goes instead: the login form (saying why) or the
+        change-password step; None: on to the console."""
         try:
             self.console.auth.user(request)
         except SessionExpiredError:
-            return "expired"
+            return "/login?e=expired&next=/ui/"
+        except PasswordChangeRequiredError:
+            return f"{PASSWORD_PAGE}?next=/ui/"
         except AuthError:
-            return "login"
+            return "/login?e=login&next=/ui/"
         return None
+
+
+def is_navigation(request: Request) -> bool:
+    """A person's browser opening a page (``Accept: text/html``, no bearer token), not a script or an API
+    client: only that is redirected to the login form; everything else gets the policy's 401 or 403."""
+    accept = request.headers.get("accept", "").lower()
+    return "text/html" in accept and not request.headers.get("authorization")
 
 
 def _static_router() -> APIRouter:
@@ -136,11 +157,14 @@ def add_console_routes(web_app: FastAPI, console: Console) -> None:
     """Login, session and console API endpoints, static files and the gate (everything but the Gradio UI)."""
     from ui.audit import router as audit_router
     from ui.impact import impact_router
+    from ui.password import router as password_router
 
-    for router in (auth_router(console.auth), corrections.router(console), hazard.router(console),
-                   review.router(console), _static_router(), impact_router(console.ctx), audit_router(console)):
+    for router in (auth_router(console.auth), password_router(console.auth), corrections.router(console),
+                   hazard.router(console), review.router(console), _static_router(), impact_router(console.ctx),
+                   audit_router(console)):
         web_app.include_router(router)
     host = console.ctx.config.api.host
+    web_app.add_middleware(DownloadGate, offers=console.ctx.downloads, user_of=console.auth.username)
     web_app.add_middleware(ConsoleGate, console=console, host=host)
     sweep()  # downloads left behind by an earlier run
     if not is_loopback(host) and not console.repo.has_admin():
@@ -218,6 +242,8 @@ def _build_tab(console: Console, key: str, user_state: "gr.State", timer: "gr.Ti
         from ui.reports import build_reports_tab
 
         build_reports_tab(console.ctx, user_state)
+    elif key == "admin":
+        build_admin_tab(console, user_state)
     else:
         from ui.engineer import build_engineer_tab
 

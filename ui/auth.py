@@ -1,10 +1,11 @@
-"""Console accounts, roles and sessions: argon2 password hashes, signed expiring session cookies, permissions.
+"""Console accounts, roles and sessions: argon2 password hashes, server-side sessions, permissions.
 
 One login serves the Gradio console (through ``gr.mount_gradio_app(auth_dependency=…)``) and the console's
 API write endpoints (through ``Auth.dependency``). Every check happens on the server; hiding a tab is only
 a courtesy. The login form lives at ``/login`` (see ``router``). Sessions are server-side
 (``station.store.access``): logout, a password or role change, disabling and an admin's revoke end them at
-once. Logins go through ``ui.login``'s back-off and bounded hash pool.
+once. Logins go through ``ui.login``'s back-off and bounded hash pool. After an admin's password reset the
+next login leads to ``/password`` (choose a new one) and nothing else answers until then.
 """
 
 from __future__ import annotations
@@ -19,25 +20,27 @@ from enum import StrEnum
 from pathlib import Path
 from string import Template
 from typing import Annotated
+from urllib.parse import urlencode
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from station.access import COOKIE, principal_of
+from station.access import COOKIE, PASSWORD_PAGE, principal_of
 from station.config import SecurityConfig
 from station.store.models import ROLES
 from ui.login import BusyError, HashPool, LoginGuard, ThrottledError
+from ui.passwords import check_login, hash_password, verify_password
 from ui.repo import ConsoleRepo, UserRecord
+from ui.users import MIN_PASSWORD, UserAdmin, WeakPasswordError, check_password
+
+__all__ = ["MIN_PASSWORD", "Auth", "ConsoleUser", "Perm", "WeakPasswordError", "check_password", "hash_password",
+           "verify_password"]
 
 log = logging.getLogger(__name__)
 
-MIN_PASSWORD = 10
 STATIC = Path(__file__).resolve().parent / "static"
-_hasher = PasswordHasher()
 
 
 class Perm(StrEnum):
@@ -90,8 +93,8 @@ class ForbiddenError(AuthError):
     status = 403
 
 
-class WeakPasswordError(ValueError):
-    pass
+class PasswordChangeRequiredError(ForbiddenError):
+    """An admin reset the password: the user must choose a new one (at ``/password``) first."""
 
 
 @dataclass(frozen=True)
@@ -118,24 +121,6 @@ def forbidden(user: ConsoleUser, perm: Perm) -> ForbiddenError:
                           f"{' or '.join(roles_with(perm))}")
 
 
-def check_password(username: str, password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise WeakPasswordError(f"password too short ({len(password)} characters); use at least {MIN_PASSWORD}")
-    if password.lower() == username.lower():
-        raise WeakPasswordError("password equals the user name; choose another")
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
 class Auth:
     """Logs users in (through the back-off and the hash pool) and finds the user of a request."""
 
@@ -145,23 +130,29 @@ class Auth:
         self.security = security or SecurityConfig()
         self.access = repo.access
         self.guard = LoginGuard(self.security)
-        self.pool = HashPool(self.security.hash_workers, self.security.hash_queue, self.security.hash_nice)
+        sec = self.security
+        self.pool = HashPool(sec.hash_workers, sec.hash_queue, sec.hash_nice, sec.hash_interval_s)
 
-    def login(self, username: str, password: str, address: str = "") -> tuple[ConsoleUser, str]:
-        """The user and a new session's cookie value; ``LoginFailedError``, ``ThrottledError`` (wait) or
-        ``BusyError`` (too many logins queued) otherwise."""
+    def login(self, username: str, password: str, address: str = "") -> tuple[ConsoleUser, str, bool]:
+        """The user, a new session's cookie value and whether they must change their password first;
+        ``LoginFailedError``, ``ThrottledError`` (wait) or ``BusyError`` (too many logins queued) otherwise."""
         self.guard.check(username, address)
-        record = self.repo.get_user(username)
-        # verify even for unknown users, so timing does not tell which names exist; the dummy hash is made on
-        # the pool too (made by 40 request threads at once it took 40 × 64 MiB)
-        stored = record.password_hash if record else None
-        ok = self.pool.run(lambda: verify_password(stored or _dummy_hash(), password))
+        try:
+            record = self.repo.get_user(username)
+            # verified even for unknown users (a dummy hash), so timing does not tell which names exist
+            stored = record.password_hash if record else None
+            ok, rehashed = self.pool.run(check_login, stored, password)
+        except BaseException:
+            self.guard.release(username, address)
+            raise
         if record is None or not ok:
             self.guard.failed(username, address)
             locked = self.access.login_failed(username, self.security.lock_after)
             self.access.audit("login.failed", username[:64], detail="account locked" if locked else "",
                               address=address)
             raise LoginFailedError("wrong user name or password")
+        if record.locked or record.disabled:
+            self.guard.release(username, address)  # the password was right: no failure to count
         if record.locked:
             raise LoginFailedError(f"account {username!r} is locked after too many failed logins; an admin can "
                                    f"unlock it (sortloop users unlock {username})")
@@ -169,9 +160,30 @@ class Auth:
             raise LoginFailedError(f"account {username!r} is disabled; ask an admin")
         self.guard.succeeded(username, address)
         self.access.login_succeeded(username)
+        if rehashed is not None:  # an older hash: stored again with today's parameters
+            self.access.rehash(record.username, record.password_hash, rehashed)
         token = self.access.open_session(record.username, self.ttl_s, address)
         self.access.audit("login", record.username, detail=record.role, address=address)
-        return ConsoleUser(record.username, record.role), token
+        return ConsoleUser(record.username, record.role), token, record.must_change
+
+    def change_password(self, username: str, current: str, new: str, address: str = "") -> str:
+        """Check the current password (through the back-off and the pool), store the new one, end every
+        session of the user and return a new session's cookie value."""
+        if new == current:
+            raise WeakPasswordError("the new password is the one you have; choose another")
+        check_password(username, new)
+        try:
+            self.login(username, current, address)  # the same checks (back-off, lock) as a login
+        except LoginFailedError:
+            raise LoginFailedError("the current password is wrong") from None
+        self.access.set_password(username, self.pool.run(hash_password, new), must_change=False)
+        self.access.audit("user.password", username, username, "changed by the user", address)
+        return self.access.open_session(username, self.ttl_s, address)
+
+    def admin(self, user: ConsoleUser, address: str = "") -> UserAdmin:
+        """User management as ``user`` (an admin), hashing on the pool."""
+        self.require(user, Perm.USERS)
+        return UserAdmin(self.repo, user.username, address, hasher=lambda p: self.pool.run(hash_password, p))
 
     def known(self, username: str) -> ConsoleUser:
         """The enabled user of that name (as the database says now)."""
@@ -183,7 +195,7 @@ class Auth:
     def user(self, conn: HTTPConnection) -> ConsoleUser:
         """The user of a request's live session (the gate's finding when it ran, else a lookup)."""
         principal = principal_of(conn)
-        if principal is not None and principal.kind == "user":
+        if principal is not None and principal.kind == "user" and not principal.must_change:
             return ConsoleUser(principal.name, principal.role)
         token = conn.cookies.get(COOKIE)
         if not token:
@@ -194,6 +206,9 @@ class Auth:
                 raise SessionExpiredError("your session expired; log in again")
             raise NotLoggedInError("your session has ended (logout, a password or role change, or an admin "
                                    "ended it); log in again")
+        if check.session.must_change:
+            raise PasswordChangeRequiredError(f"an admin reset the password of {check.session.username!r}: "
+                                              f"choose a new one at {PASSWORD_PAGE} first")
         return ConsoleUser(check.session.username, check.session.role)
 
     def username(self, request: Request) -> str | None:
@@ -231,11 +246,6 @@ def request_user(auth: Auth, request: object, perm: Perm | None = None) -> Conso
     return user if perm is None else auth.require(user, perm)
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password("not a real password, only for timing")
-
-
 def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
@@ -261,6 +271,26 @@ def login_page(message: str, *, next_url: str = "/ui/", error: bool = False, sta
                            kind="error" if error else "notice", hidden="" if message else "hidden",
                            username=html.escape(username, quote=True))
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def with_session(auth: Auth, request: Request, response: Response, token: str) -> Response:
+    """``response`` setting the session cookie (``Secure`` over TLS or when configured)."""
+    secure = auth.secure or request.url.scheme == "https"
+    response.set_cookie(COOKIE, token, max_age=int(auth.ttl_s), httponly=True, samesite="lax", secure=secure,
+                        path="/")
+    return response
+
+
+async def refused_login(auth: Auth, exc: Exception, page: HTMLResponse) -> HTMLResponse:
+    """``page`` with the status of a refused login; a throttled or busy one after the tarpit, with
+    Retry-After."""
+    status, wait = _refusal(exc)
+    if status != 401:  # slow a flood down without holding a thread: it waits as a coroutine
+        await asyncio.sleep(min(wait, auth.security.login_tarpit_s))
+    page.status_code = status
+    if wait:
+        page.headers["Retry-After"] = str(wait)
+    return page
 
 
 def _refusal(exc: Exception) -> tuple[int, int]:
@@ -289,23 +319,16 @@ def router(auth: Auth) -> APIRouter:
                            next: Annotated[str, Form(max_length=2048)] = "/ui/") -> Response:
         name, address = username.strip(), request.client.host if request.client else ""
         try:
-            user, token = await run_in_threadpool(auth.login, name, password, address)
+            user, token, must_change = await run_in_threadpool(auth.login, name, password, address)
         except (LoginFailedError, ThrottledError, BusyError) as exc:
             log.info("login refused for %r from %s: %s", name[:64], address, exc)
-            status, wait = _refusal(exc)
-            if status != 401:  # slow a flood down without holding a thread: it waits as a coroutine
-                await asyncio.sleep(min(wait, auth.security.login_tarpit_s))
-            page = login_page(f"Login refused: {exc}.", next_url=_safe_next(next), error=True, status=status,
-                              username=name[:64])
-            if wait:
-                page.headers["Retry-After"] = str(wait)
-            return page
+            return await refused_login(auth, exc, login_page(f"Login refused: {exc}.", next_url=_safe_next(next),
+                                                               error=True, username=name[:64]))
         log.info("%s (%s) logged in", user.username, user.role)
-        response = RedirectResponse(_safe_next(next), status_code=303)
-        secure = auth.secure or request.url.scheme == "https"
-        response.set_cookie(COOKIE, token, max_age=int(auth.ttl_s), httponly=True, samesite="lax", secure=secure,
-                            path="/")
-        return response
+        target = _safe_next(next)
+        if must_change:  # an admin reset the password: the change-password step comes first
+            target = f"{PASSWORD_PAGE}?{urlencode({'next': target})}"
+        return with_session(auth, request, RedirectResponse(target, status_code=303), token)
 
     @r.api_route("/logout", methods=["GET", "POST"])
     def logout(request: Request) -> Response:

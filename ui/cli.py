@@ -2,7 +2,8 @@
 
 Console commands: ``sortloop users create-admin`` (the first admin; there is no default password),
 ``users add|list|disable|enable|set-role|reset-password|unlock|sessions|end-sessions|end-session`` and
-``sortloop audit`` (the audit log, as a table or CSV). Every change is audited and ends the user's sessions.
+``sortloop audit`` (the audit log, as a table or CSV). The logic is ``ui.users``' (the console's Admin tab
+runs the same); every change is audited and ends the user's sessions.
 Registering also hooks the console's mount into ``sortloop run``.
 """
 
@@ -19,8 +20,8 @@ import typer
 from station.cli import CONSOLE_HOOKS, ConfigOpt, app, fail
 
 if TYPE_CHECKING:
-    from station.store.access import AccessRepo
     from ui.repo import ConsoleRepo
+    from ui.users import UserAdmin
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _repo(config: Path | None) -> ConsoleRepo:
 
 
 def _password(username: str, from_stdin: bool) -> str:
-    from ui.auth import WeakPasswordError, check_password
+    from ui.users import WeakPasswordError, check_password
 
     if from_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -51,18 +52,24 @@ def _password(username: str, from_stdin: bool) -> str:
     return password
 
 
+def _admin(config: Path | None) -> UserAdmin:
+    from station.cli_access import cli_actor
+    from ui.users import UserAdmin
+
+    return UserAdmin(_repo(config), cli_actor())
+
+
 def _add(username: str, role: str, from_stdin: bool, config: Path | None) -> None:
     from station.store.models import ROLES
-    from ui.auth import hash_password
-    from ui.repo import UserExistsError
+    from ui.users import UserChangeError
 
     if role not in ROLES:
         raise fail(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
-    repo = _repo(config)
+    admin = _admin(config)
     password = _password(username, from_stdin)
     try:
-        repo.add_user(username, hash_password(password), role)
-    except UserExistsError as exc:
+        admin.add(username, role, password)
+    except UserChangeError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"user {username} ({role}) created")
 
@@ -92,69 +99,68 @@ def add_user(
 
 @users_app.command("list")
 def list_users(config: ConfigOpt = None) -> None:
-    """List console users and their roles."""
+    """List console users, their roles and states."""
     for u in _repo(config).users():
-        typer.echo(f"{u.username}\t{u.role}{'  (disabled)' if u.disabled else ''}")
+        marks = [m for m, on in (("disabled", u.disabled), ("locked", u.locked),
+                                 ("must change password", u.must_change)) if on]
+        typer.echo(f"{u.username}\t{u.role}" + "".join(f"  ({m})" for m in marks))
 
 
 UserArg = Annotated[str, typer.Argument(help="User name.")]
 
 
-def _change(action: str, username: str, config: Path | None, change: Callable[[AccessRepo], object],
+def _change(action: str, username: str, config: Path | None, change: Callable[[UserAdmin], object],
             detail: str = "") -> None:
-    """Apply a user change (which ends their sessions) and audit it."""
-    from station.cli_access import access_repo, cli_actor
-    from station.store import NotFoundError
+    """Apply a user change through ``ui.users`` (audited; it ends the user's sessions)."""
+    from ui.users import UserChangeError
 
-    repo = access_repo(config)
     try:
-        change(repo)
-    except (NotFoundError, ValueError) as exc:
+        change(_admin(config))
+    except UserChangeError as exc:
         raise fail(str(exc)) from None
-    repo.audit(action, cli_actor(), username, detail)
     typer.echo(f"{action}: {username}{f' ({detail})' if detail else ''}; their sessions are ended")
 
 
 @users_app.command("disable")
 def disable_user(username: UserArg, config: ConfigOpt = None) -> None:
     """Disable an account: it cannot log in and its sessions end now."""
-    _change("user.disable", username, config, lambda r: r.set_disabled(username, True))
+    _change("user.disable", username, config, lambda a: a.disable(username))
 
 
 @users_app.command("enable")
 def enable_user(username: UserArg, config: ConfigOpt = None) -> None:
     """Enable a disabled account again."""
-    _change("user.enable", username, config, lambda r: r.set_disabled(username, False))
+    _change("user.enable", username, config, lambda a: a.enable(username))
 
 
 @users_app.command("set-role")
 def set_role(username: UserArg, role: Role, config: ConfigOpt = None) -> None:
     """Change a user's role; their sessions end (the new role applies from the next login)."""
-    _change("user.role", username, config, lambda r: r.set_role(username, role), role)
+    _change("user.role", username, config, lambda a: a.set_role(username, role), role)
 
 
 @users_app.command("reset-password")
 def reset_password(username: UserArg, password_stdin: PasswordStdin = False, config: ConfigOpt = None) -> None:
-    """Set a new password (asks for it); ends the user's sessions and lifts a lock."""
-    from ui.auth import hash_password
-
+    """Set a new password (asks for it) that the user must change at the next login; ends the user's sessions
+    and lifts a lock."""
     password = _password(username, password_stdin)
-    _change("user.password", username, config, lambda r: r.set_password(username, hash_password(password)))
+    _change("user.password", username, config, lambda a: a.reset_password(username, password),
+            "must change it at the next login")
 
 
 @users_app.command("unlock")
 def unlock_user(username: UserArg, config: ConfigOpt = None) -> None:
     """Lift the lock that too many failed logins put on an account."""
-    _change("user.unlock", username, config, lambda r: r.unlock(username))
+    _change("user.unlock", username, config, lambda a: a.unlock(username))
 
 
 @users_app.command("sessions")
 def list_sessions(username: Annotated[str | None, typer.Argument(help="Only this user's.")] = None,
                   config: ConfigOpt = None) -> None:
     """Live sessions: id, user, role, started, last seen, address."""
-    from station.cli_access import access_repo, when
+    from station.cli_access import when
 
-    for s in access_repo(config).sessions(username):
+    for s in _admin(config).sessions(username):
         typer.echo(f"{s.id}\t{s.username}\t{s.role}\tstarted {when(s.created_at)}\tseen {when(s.last_seen)}\t"
                    f"{s.address or '-'}")
 
@@ -162,22 +168,19 @@ def list_sessions(username: Annotated[str | None, typer.Argument(help="Only this
 @users_app.command("end-sessions")
 def end_sessions(username: UserArg, config: ConfigOpt = None) -> None:
     """End every session of a user (they must log in again)."""
-    _change("session.revoke", username, config, lambda r: r.end_sessions(username))
+    _change("session.revoke", username, config, lambda a: a.end_sessions(username))
 
 
 @users_app.command("end-session")
 def end_session(session_id: Annotated[str, typer.Argument(help="Session id from `users sessions`.")],
                 config: ConfigOpt = None) -> None:
     """End one session."""
-    from station.cli_access import access_repo, cli_actor
-    from station.store import NotFoundError
+    from ui.users import UserChangeError
 
-    repo = access_repo(config)
     try:
-        username = repo.end_session_id(session_id)
-    except NotFoundError as exc:
+        username = _admin(config).end_session(session_id)
+    except UserChangeError as exc:
         raise fail(str(exc)) from None
-    repo.audit("session.revoke", cli_actor(), username, session_id)
     typer.echo(f"session {session_id} of {username} ended")
 
 

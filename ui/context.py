@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from station.config import StationConfig
 from station.taxonomy import Taxonomy
+from ui.downloads import Offers
 
 if TYPE_CHECKING:
     from station.pipeline import Station
@@ -23,6 +24,8 @@ class ConsoleContext:
     taxonomy: Taxonomy
     store: Store
     station: Station | None = None
+    downloads: Offers = field(default_factory=Offers)
+    """Files handed to Gradio for download, and who may fetch them (``ui.downloads``)."""
 
     @property
     def registry(self) -> Path:

@@ -378,10 +378,12 @@ class _Handlers:
             raise self.gr.Error(str(exc)) from None
 
     def download(self, kind: str, user: Any) -> str:
+        """The file for Gradio's download, offered to this user only and removed once downloaded."""
         try:
-            return str(self.desk.corrections_csv(user) if kind == "csv" else self.desk.corrections_zip(user))
+            path = self.desk.corrections_csv(user) if kind == "csv" else self.desk.corrections_zip(user)
         except self.refused as exc:
             raise self.gr.Error(str(exc)) from None
+        return self.desk.ctx.downloads.offer(path, require(user, Perm.ENGINEER).username, once=True)
 
     def start(self, n: float, replay: float, dev: str, user: Any) -> str:
         try:

@@ -33,6 +33,7 @@ class UserRecord:
     disabled: bool
     password_hash: str
     locked: bool = False
+    must_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class QuarantineRecord:
 
 
 def _user(row: User) -> UserRecord:
-    return UserRecord(row.username, row.role, row.created_at, row.disabled, row.password_hash, row.locked)
+    return UserRecord(row.username, row.role, row.created_at, row.disabled, row.password_hash, row.locked,
+                      bool(row.must_change_password))
 
 
 def _correction(row: Correction) -> CorrectionRecord:
@@ -102,8 +104,8 @@ class ConsoleRepo:
 
     # -- users -----------------------------------------------------------------------------------
 
-    def add_user(self, username: str, password_hash: str, role: str) -> UserRecord:
-        self.access.add_user(username, password_hash, role)
+    def add_user(self, username: str, password_hash: str, role: str, must_change: bool = False) -> UserRecord:
+        self.access.add_user(username, password_hash, role, must_change)
         record = self.get_user(username)
         assert record is not None
         return record

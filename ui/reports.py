@@ -413,8 +413,10 @@ def build_reports_tab(ctx: ConsoleContext, user_state: Any) -> None:
         r = made.report
         per_stream = pd.DataFrame([(s.stream, s.items, round(s.kg, 1)) for s in r.streams],
                                   columns=["stream", "items", "kg"])
-        return (summary_markdown(r), frame(r, lv), per_stream, str(made.charts[0]),
-                [str(p) for p in made.files], r)
+        who = require(user, Perm.REPORTS).username  # Gradio serves these to this user only (ui.downloads)
+        offer = ctx.downloads.offer
+        return (summary_markdown(r), frame(r, lv), per_stream, offer(made.charts[0], who, once=False),
+                [offer(p, who, once=False) for p in made.files], r)
 
     def on_level(lv: str, r: Report | None, user: Any) -> pd.DataFrame:
         try:

@@ -49,6 +49,8 @@ class SessionRecord:
     last_seen: float
     expires_at: float
     address: str
+    must_change: bool = False
+    """The user must choose a new password (after an admin's reset) before anything else."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class AccessRepo:
             if now - row.last_seen >= TOUCH_EVERY_S:
                 row.last_seen = now
             return SessionCheck(SessionRecord(key[:12], row.username, user.role, row.created_at, row.last_seen,
-                                              row.expires_at, row.address))
+                                              row.expires_at, row.address, bool(user.must_change_password)))
 
     def end_session(self, token: str) -> bool:
         with self._session.begin() as s:
@@ -162,14 +164,15 @@ class AccessRepo:
 
     # -- users -----------------------------------------------------------------------------------
 
-    def add_user(self, username: str, password_hash: str, role: str) -> None:
-        """A new enabled user; ``UserExistsError`` when the name is taken."""
+    def add_user(self, username: str, password_hash: str, role: str, must_change: bool = False) -> None:
+        """A new enabled user; ``UserExistsError`` when the name is taken. ``must_change``: the first login
+        leads to the change-password step (a password an admin chose)."""
         if role not in ROLES:
             raise ValueError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
         try:
             with self._session.begin() as s:
                 s.add(User(username=username, password_hash=password_hash, role=role, created_at=time.time(),
-                           disabled=False, failed_logins=0, locked=False))
+                           disabled=False, failed_logins=0, locked=False, must_change_password=must_change))
         except IntegrityError as exc:
             raise UserExistsError(f"user {username!r} exists already; choose another name") from exc
 
@@ -189,9 +192,18 @@ class AccessRepo:
     def set_disabled(self, username: str, disabled: bool) -> None:
         self._change_user(username, disabled=disabled)
 
-    def set_password(self, username: str, password_hash: str) -> None:
-        """A new password hash; ends the user's sessions and lifts a lock."""
-        self._change_user(username, password_hash=password_hash, failed_logins=0, locked=False)
+    def set_password(self, username: str, password_hash: str, must_change: bool = False) -> None:
+        """A new password hash; ends the user's sessions and lifts a lock. ``must_change`` (an admin's reset):
+        the next login leads to the change-password step before anything else."""
+        self._change_user(username, password_hash=password_hash, failed_logins=0, locked=False,
+                          must_change_password=must_change)
+
+    def rehash(self, username: str, old_hash: str, new_hash: str) -> None:
+        """The same password hashed with today's parameters (at a good login); sessions stay. Nothing
+        changes when the password changed meanwhile."""
+        with self._session.begin() as s:
+            s.execute(update(User).where(User.username == username, User.password_hash == old_hash)
+                      .values(password_hash=new_hash))
 
     def unlock(self, username: str) -> None:
         self._change_user(username, failed_logins=0, locked=False)

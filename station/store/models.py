@@ -138,6 +138,8 @@ class User(Base):
     """Wrong passwords in a row (migration 0004); at ``security.lock_after`` the account is locked."""
     locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     """Locked after too many failed logins, until an admin unlocks it (``sortloop users unlock``)."""
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    """Set by an admin's password reset (migration 0005): the next login leads to the change-password step."""
 
 
 class Correction(Base):
