@@ -151,15 +151,20 @@ def gate_metrics(report: EvalReport) -> dict[str, float | None]:
             "map50": report.map50, "map50_95": report.map50_95}
 
 
+def _floor(recall: float | None, gate: GateConfig, why_unknown: str, fix: str) -> list[str]:
+    """The gate's first reason, shared by both kinds: hazard recall unknown or under ``min_hazard_recall``."""
+    if recall is None:
+        return [f"{why_unknown}, so hazard recall is unknown; {fix}"]
+    if recall < gate.min_hazard_recall - _EPS:
+        return [f"hazard recall {recall:.3f} is below the minimum {gate.min_hazard_recall:.3f}"]
+    return []
+
+
 def judge(candidate: EvalReport, current: EvalReport | None, gate: GateConfig) -> list[str]:
     """Reasons to refuse ``candidate`` against ``current`` (empty: promote). Hazard recall comes first."""
-    reasons: list[str] = []
     recall = candidate.hazard_recall
-    if recall is None:
-        reasons.append("its evaluation data holds no battery-hazard items, so hazard recall is unknown; "
-                       "evaluate on data with batteries")
-    elif recall < gate.min_hazard_recall - _EPS:
-        reasons.append(f"hazard recall {recall:.3f} is below the minimum {gate.min_hazard_recall:.3f}")
+    reasons = _floor(recall, gate, "its evaluation data holds no battery-hazard items", "evaluate on data with "
+                     "batteries")
     if current is None:
         return reasons
     if current.data_digest != candidate.data_digest:
@@ -190,14 +195,10 @@ def pair_metrics(report: SourceReport) -> dict[str, float | None]:
 def judge_pair(candidate: SourceReport, current: SourceReport | None, gate: GateConfig) -> list[str]:
     """Reasons to refuse a crop classifier whose pair report is ``candidate`` against the current classifier's
     (empty: promote). Hazard recall first: fewer hazard photos flagged on any list refuses it, whatever it gains."""
-    reasons: list[str] = []
     total = candidate.totals()
-    recall = total.rate(total.hazard_flagged, total.hazard_photos)
-    if recall is None:
-        reasons.append("its evaluation lists hold no photo with a battery-hazard item, so hazard recall is unknown; "
-                       "evaluate on a build with batteries")
-    elif recall < gate.min_hazard_recall - _EPS:
-        reasons.append(f"hazard recall {recall:.3f} is below the minimum {gate.min_hazard_recall:.3f}")
+    reasons = _floor(total.rate(total.hazard_flagged, total.hazard_photos), gate,
+                     "its evaluation lists hold no photo with a battery-hazard item", "evaluate on a build with "
+                     "batteries")
     if current is None:
         return reasons
     for what, a, b in (("lists", candidate.data_digest, current.data_digest),
