@@ -250,24 +250,15 @@ def _eval_by_source(model: Path, build: Path, classifier: str | None, out: Path 
                     register: Path | None, by: str | None) -> None:
     """The cross-source report; with ``register`` (a registry folder) the classifier is added to its crop
     classifiers' registry with the report as its evaluation."""
-    from station.runtime import load_classifier, load_detector
-    from station.still import StillDecider
-    from station.taxonomy import load_taxonomy
-    from training.evaluate import STATION_CONFIG, station_config
     from training.registry import ClassifierRegistry, classifier_card
-    from training.source_eval import evaluate_sources
+    from training.source_eval import evaluate_sources, station_pair
 
     if register is not None and (classifier is None or classifier == "none"):
         raise _fail("--register with --by-source adds a crop classifier to the registry: name it with "
                     "--classifier PATH (the report is the pair's, with --model as the station's detector)")
 
-    cfg = station_config(STATION_CONFIG)
-    if classifier is not None:
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
-            update={"classifier": None if classifier == "none" else str(Path(classifier).resolve())})})
-    taxonomy = load_taxonomy(cfg.taxonomy_file())
-    det = load_detector(cfg, taxonomy, model)
-    report = evaluate_sources(build, det, StillDecider(cfg, taxonomy, load_classifier(cfg, taxonomy)), taxonomy)
+    taxonomy, det, decider = station_pair(model, classifier)
+    report = evaluate_sources(build, det, decider, taxonomy)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "sources.json").write_text(report.to_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -159,3 +160,36 @@ def cutouts(
         raise _fail(str(exc)) from exc
     report = make_cutouts(crops, out, CutoutParams(grabcut=grabcut))
     typer.echo(report.table())
+
+
+@data_app.command("hard-examples")
+def hard_examples(
+    build: Annotated[Path, typer.Argument(help="A build folder (`sortloop data build`).")],
+    out: Annotated[Path, typer.Option(help="Folder for hard.json, replay.txt and the replay data.yaml.")],
+    model: Annotated[Path, typer.Option(help="Detector ONNX whose mistakes to mine.")],
+    classifier: Annotated[str | None, typer.Option(
+        help="Crop classifier ONNX of the pair ('none' for none; default: configs/station.yaml's).")] = None,
+    lists: Annotated[str, typer.Option(help="Comma-separated training lists of the build (lists/<name>.txt).")]
+    = ",".join(("train_trashnetpp", "train_ewaste-devices", "train_crop-photos")),
+    hard_times: Annotated[int, typer.Option(help="Extra copies of each hard photo in the replay list.")] = 3,
+    replay_source: Annotated[list[str] | None, typer.Option(
+        help="A source whose other training photos are replayed too (repeatable), e.g. trashnetpp.")] = None,
+    source_times: Annotated[int, typer.Option(help="Extra copies of each replayed source photo.")] = 1,
+    val: Annotated[Path | None, typer.Option(help="Validation list for the data.yaml (default: the build's).")]
+    = None,
+) -> None:
+    """Mine the training photos the pair decides wrong (missed, wrong stream, false or missed hazard) and write a
+    data.yaml that replays them (and chosen sources) in training. Reads training lists only."""
+    from training.evaluate import EvalError
+    from training.hard_examples import mine, replay_data, summary, training_lists
+    from training.source_eval import station_pair
+
+    try:
+        chosen = training_lists(build, [n.strip() for n in lists.split(",") if n.strip()])
+        taxonomy, det, decider = station_pair(model, classifier)
+        hard, seen = mine(build, det, decider, taxonomy, chosen)
+        data = replay_data(build, hard, out, hard_times=hard_times, sources=replay_source or [],
+                           source_times=source_times, lists=chosen, val=val)
+    except EvalError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps({**summary(hard, seen), "data": str(data)}, indent=1))

@@ -200,6 +200,17 @@ def tally(row: SourceFigures, gt_xyxy: npt.NDArray[np.float32], gt_cls: list[str
         row.textile_found += any(d.class_name == "textile" and d.stream == "textile" for d in decisions)
 
 
+def judge_photo(row: SourceFigures, image: Path, listed_in: Path, detector: Detector, decider: StillDecider,
+                taxonomy: Taxonomy, names: Sequence[str]) -> None:
+    """Decide one labelled photo as the station would and add its figures to ``row``."""
+    frame = cv2.imread(str(image), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise EvalError(f"{image} (listed in {listed_in}) cannot be read; rebuild the dataset")
+    gt_xyxy, gt_cls = _gt(image, names)
+    dets = detector(frame)  # type: ignore[arg-type]
+    tally(row, gt_xyxy, gt_cls, dets.xyxy, decider(frame, dets), taxonomy)  # type: ignore[arg-type]
+
+
 def lists_digest(lists: Sequence[Path]) -> str:
     """Hash of the lists' names, the photos they name and those photos' label files."""
     h = hashlib.sha256()
@@ -221,6 +232,23 @@ def operating_digest(cfg: StationConfig) -> str:
     return hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def station_pair(model: Path, classifier: str | None) -> tuple[Taxonomy, Detector, StillDecider]:
+    """The station's detector and still-photo decider from ``configs/station.yaml``, with ``model`` as the
+    detector and ``classifier`` as the crop classifier (None: the config's; ``"none"``: no second look)."""
+    from station.runtime import load_classifier, load_detector
+    from station.still import StillDecider
+    from station.taxonomy import load_taxonomy
+    from training.evaluate import STATION_CONFIG, station_config
+
+    cfg = station_config(STATION_CONFIG)
+    if classifier is not None:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+            update={"classifier": None if classifier == "none" else str(Path(classifier).resolve())})})
+    taxonomy = load_taxonomy(cfg.taxonomy_file())
+    det = load_detector(cfg, taxonomy, model)
+    return taxonomy, det, StillDecider(cfg, taxonomy, load_classifier(cfg, taxonomy))
+
+
 def evaluate_sources(build: Path, detector: Detector, decider: StillDecider, taxonomy: Taxonomy,
                      lists: Sequence[Path] | None = None) -> SourceReport:
     """The report over ``lists`` (default: every real list of ``build``)."""
@@ -232,13 +260,7 @@ def evaluate_sources(build: Path, detector: Detector, decider: StillDecider, tax
     for lst in lists:
         row = SourceFigures(lst.stem.removeprefix("test_"))
         for line in lst.read_text().split():
-            image = Path(line)
-            frame = cv2.imread(str(image), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise EvalError(f"{image} (listed in {lst}) cannot be read; rebuild the dataset")
-            gt_xyxy, gt_cls = _gt(image, names)
-            dets = detector(frame)  # type: ignore[arg-type]
-            tally(row, gt_xyxy, gt_cls, dets.xyxy, decider(frame, dets), taxonomy)  # type: ignore[arg-type]
+            judge_photo(row, Path(line), lst, detector, decider, taxonomy, names)
         report.rows.append(row)
     report.seconds = time.perf_counter() - start
     return report
