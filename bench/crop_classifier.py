@@ -11,6 +11,7 @@ the belt frame scaled to the model's input). A classifier run once per decision 
         models/sortloop-crops.onnx --version sortloop-crops-1 --check /tmp/cls/ds/val
     .venv/bin/python bench/crop_classifier.py fuse models/sortloop-crops.onnx --seeds 3,8
     .venv/bin/python bench/crop_classifier.py speed models/sortloop-crops.onnx /tmp/cls/ds/val
+    .venv/bin/python bench/crop_classifier.py replay /tmp/cls/ds work/hard1/hard.json /tmp/cls/ds-hard --times 3
 
 ``crops``: every labelled box of a dataset build's train and val splits, padded as the station pads its
 evidence crops, plus boxes of full-scale simulator renders (1280 × 720, seeds 77 and 78, not the simulator
@@ -102,6 +103,30 @@ def make_crops(build: Path, out: Path, renders: int) -> dict[str, int]:
             sim = Path(tmp) / split
             render_dataset(sim, n, seed=seed, width=1280, height=720)
             counts[f"renders_{split}"] = crop_boxes(sim / "images", sim / "labels", out / split, names, "s")
+    return counts
+
+
+def replay_crops(ds: Path, hard_json: Path, out: Path, times: int) -> dict[str, int]:
+    """A classification folder ``out`` that is ``ds`` (links) plus ``times`` more links to every crop cut from a
+    hard photo of ``hard_json`` (``sortloop data hard-examples``); its ``val`` is ``ds/val``."""
+    stems = {Path(h["image"]).stem for h in json.loads(hard_json.read_text())["hard"]}
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "val").exists():
+        (out / "val").symlink_to((ds / "val").resolve())
+    counts = {"crops": 0, "hard_crops": 0, "links": 0}
+    for folder in sorted(p for p in (ds / "train").iterdir() if p.is_dir()):
+        dest = out / "train" / folder.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for crop in sorted(folder.glob("*.jpg")):
+            names = [crop.name]
+            if crop.stem.startswith("b_") and crop.stem[2:].rsplit("_", 1)[0] in stems:
+                names += [f"h{k}_{crop.name}" for k in range(1, times + 1)]
+                counts["hard_crops"] += 1
+            counts["crops"] += 1
+            for name in names:
+                if not (dest / name).exists():
+                    (dest / name).symlink_to(crop.resolve())
+                counts["links"] += 1
     return counts
 
 
@@ -258,6 +283,11 @@ def main() -> None:
     t.add_argument("--optimizer", default="SGD", help="an Ultralytics optimizer name (auto picks MuSGD: slow on CPU)")
     t.add_argument("--lr0", type=float, default=0.01)
     t.add_argument("--base", type=Path, default=ROOT.parent / "shared" / "weights" / "yolo11n-coco.pt")
+    r = sub.add_parser("replay")
+    r.add_argument("ds", type=Path, help="a crops folder (the crops step's output)")
+    r.add_argument("hard", type=Path, help="hard.json of `sortloop data hard-examples`")
+    r.add_argument("out", type=Path)
+    r.add_argument("--times", type=int, default=3)
     e = sub.add_parser("export")
     e.add_argument("weights", type=Path)
     e.add_argument("out", type=Path)
@@ -280,6 +310,8 @@ def main() -> None:
     elif a.step == "train":
         best = train(a.data, a.project, a.epochs, a.imgsz, a.base, a.time_hours, a.optimizer, a.lr0)
         print(json.dumps({"best": str(best)}))
+    elif a.step == "replay":
+        print(json.dumps(replay_crops(a.ds, a.hard, a.out, a.times)))
     elif a.step == "speed":
         print(json.dumps(speed(a.weights, a.crops, a.n)))
     elif a.step == "export":

@@ -17,6 +17,17 @@ def test_shipped_config_is_the_documented_default() -> None:
     assert load_config(ROOT / "configs" / "station.yaml") == StationConfig()
 
 
+def test_shipped_config_is_the_printed_example() -> None:
+    """configs/station.yaml is `sortloop config example`: every key written with its description, none stale."""
+    from typer.testing import CliRunner
+
+    from station.cli import app
+
+    printed = CliRunner().invoke(app, ["config", "example"]).stdout
+    assert (ROOT / "configs" / "station.yaml").read_text() == printed, \
+        "configs/station.yaml is stale: run `sortloop config example > configs/station.yaml`"
+
+
 def test_every_field_is_described() -> None:
     def walk(schema: dict, defs: dict, path: str) -> list[str]:
         missing = []
