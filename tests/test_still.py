@@ -19,7 +19,7 @@ from station.config import StationConfig
 from station.detect import Detector
 from station.detections import Detections
 from station.still import StillDecider, StillDecision
-from training.source_eval import SourceFigures, tally
+from training.source_eval import SourceFigures, tally, whole_photo
 
 BATTERY_PHOTO = SHARED / "datasets" / "ewaste-classes" / "val" / "Battery" / "battery_105.jpg"
 
@@ -126,5 +126,34 @@ def test_source_tally(gt, boxes, decisions, expected) -> None:
     row = SourceFigures("x")
     tally(row, gt[0], gt[1], boxes, decisions, TAX)
     assert row.photos == 1 and row.items == len(gt[1])
+    for key, value in expected.items():
+        assert getattr(row, key) == value, key
+
+
+WHOLE = np.array([[0, 0, 100, 80]], np.float32)
+SMALL_AND_LARGE = np.array([[10, 10, 20, 20], [5, 5, 60, 50]], np.float32)
+
+
+@pytest.mark.parametrize(("gt", "shape", "expected"), [
+    (WHOLE, (80, 100, 3), True),
+    (WHOLE, (160, 100, 3), False),                         # half the photo's height: a real box
+    (np.vstack([WHOLE, WHOLE]), (80, 100, 3), False),      # two labels: a scene, not a single-item photo
+    (BOX, (80, 100, 3), False),
+])
+def test_a_whole_photo_label_is_recognised(gt: np.ndarray, shape: tuple[int, ...], expected: bool) -> None:
+    assert whole_photo(gt, shape) is expected
+
+
+@pytest.mark.parametrize(("boxes", "decisions", "expected"), [
+    # the largest decided box stands for the item, whatever its IoU with the whole photo
+    (SMALL_AND_LARGE, [_d("battery", "electronics", "battery"), _d("can", "metal")], {"found": 1, "right": 1,
+                                                                                      "clean_flagged": 1}),
+    (SMALL_AND_LARGE[::-1].copy(), [_d("can", "metal"), _d("plastic", "plastic")], {"found": 1, "right": 1}),
+    (NONE, [], {"found": 0, "right": 0}),
+])
+def test_a_whole_photo_item_is_matched_to_the_largest_box(boxes, decisions, expected) -> None:
+    row = SourceFigures("x")
+    tally(row, WHOLE, ["can"], boxes, decisions, TAX, whole=True)
+    assert row.whole_photo_items == 1
     for key, value in expected.items():
         assert getattr(row, key) == value, key

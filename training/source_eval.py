@@ -5,7 +5,9 @@ the held-out crop photos per class, the test split of each crop source), each ph
 own still-photo path (``station.still``: detector, decision rule, crop classifier's second look). Item figures
 come first, at the station's thresholds:
 
-- **found**: labelled items matched one-to-one by a decided box at IoU ≥ 0.5;
+- **found**: labelled items matched one-to-one by a decided box at IoU ≥ 0.5. A held-out single-item photo whose
+  item could not be cut out carries the whole photo as its box (``whole photo`` items): no detector's box of the
+  item itself reaches IoU 0.5 with that, so such an item is matched to the photo's largest decided box instead;
 - **right stream**: items whose matched decision sends them where they belong: a battery-hazard item flagged as
   a hazard (it goes to the hazard bin), any other item to its class's stream with its class's own hazard flag
   (none, or biohazard for medical waste) and no other (a missed item is not right);
@@ -58,6 +60,8 @@ class SourceFigures:
     clean_flagged: int = 0
     textile_photos: int = 0
     textile_found: int = 0
+    whole_photo_items: int = 0
+    """Items labelled by the whole photo (their cut-out failed), matched to the largest decided box."""
 
     def rate(self, num: int, den: int) -> float | None:
         return round(num / den, 4) if den else None
@@ -69,7 +73,7 @@ class SourceFigures:
                 "hazard_photos": self.hazard_photos,
                 "false_hazard": self.rate(self.clean_flagged, self.clean_photos), "clean_photos": self.clean_photos,
                 "textile_found": self.rate(self.textile_found, self.textile_photos),
-                "textile_photos": self.textile_photos}
+                "textile_photos": self.textile_photos, "whole_photo_items": self.whole_photo_items}
 
 
 @dataclass
@@ -94,7 +98,7 @@ class SourceReport:
         out = SourceFigures("all")
         for r in self.rows:
             for name in ("photos", "items", "found", "right", "hazard_photos", "hazard_flagged", "clean_photos",
-                         "clean_flagged", "textile_photos", "textile_found"):
+                         "clean_flagged", "textile_photos", "textile_found", "whole_photo_items"):
                 setattr(out, name, getattr(out, name) + getattr(r, name))
         return out
 
@@ -144,7 +148,9 @@ class SourceReport:
         for r in self.rows:
             s = r.summary()
             lines.append("| " + " | ".join([
-                str(s["source"]), str(r.photos), str(r.items), cell(s["found"]), cell(s["right_stream"]),
+                str(s["source"]), str(r.photos),
+                f"{r.items} ({r.whole_photo_items} whole photo)" if r.whole_photo_items else str(r.items),
+                cell(s["found"]), cell(s["right_stream"]),
                 f"{cell(s['hazard_recall'])} of {r.hazard_photos}" if r.hazard_photos else "–",
                 f"{cell(s['false_hazard'])} of {r.clean_photos}" if r.clean_photos else "–",
                 f"{cell(s['textile_found'])} of {r.textile_photos}" if r.textile_photos else "–"]) + " |")
@@ -180,12 +186,32 @@ def _right(gt_class: str, d: StillDecision, taxonomy: Taxonomy) -> bool:
     return d.hazard == hazard and d.stream == taxonomy.stream_of(gt_class).value
 
 
+WHOLE_PHOTO = 0.98
+"""A label box covering at least this share of the photo's width and height is the whole-photo fallback."""
+METRIC_VERSION = "2"
+"""Bumped when the tally changes, so that reports counted the old way are not compared with new ones."""
+
+
+def whole_photo(gt_xyxy: npt.NDArray[np.float32], shape: tuple[int, ...]) -> bool:
+    """One label, and its box is the whole photo (a single-item photo whose item could not be cut out)."""
+    if len(gt_xyxy) != 1:
+        return False
+    x1, y1, x2, y2 = (float(v) for v in gt_xyxy[0])
+    return (x2 - x1) >= WHOLE_PHOTO * shape[1] and (y2 - y1) >= WHOLE_PHOTO * shape[0]
+
+
 def tally(row: SourceFigures, gt_xyxy: npt.NDArray[np.float32], gt_cls: list[str], boxes: npt.NDArray[np.float32],
-          decisions: Sequence[StillDecision], taxonomy: Taxonomy) -> None:
-    """Add one photo's figures to ``row``."""
+          decisions: Sequence[StillDecision], taxonomy: Taxonomy, *, whole: bool = False) -> None:
+    """Add one photo's figures to ``row``. ``whole``: the photo's one label is the whole-photo fallback; it is
+    matched to the largest decided box, without IoU."""
     row.photos += 1
     row.items += len(gt_cls)
-    pairs = match_items(gt_xyxy, boxes, MATCH_IOU)
+    if whole:
+        row.whole_photo_items += 1
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        pairs = [(0, int(np.argmax(areas)))] if len(boxes) else []
+    else:
+        pairs = match_items(gt_xyxy, boxes, MATCH_IOU)
     row.found += len(pairs)
     row.right += sum(_right(gt_cls[g], decisions[p], taxonomy) for g, p in pairs)
     flagged = any(d.hazard is not None for d in decisions)
@@ -208,12 +234,13 @@ def judge_photo(row: SourceFigures, image: Path, listed_in: Path, detector: Dete
         raise EvalError(f"{image} (listed in {listed_in}) cannot be read; rebuild the dataset")
     gt_xyxy, gt_cls = _gt(image, names)
     dets = detector(frame)  # type: ignore[arg-type]
-    tally(row, gt_xyxy, gt_cls, dets.xyxy, decider(frame, dets), taxonomy)  # type: ignore[arg-type]
+    tally(row, gt_xyxy, gt_cls, dets.xyxy, decider(frame, dets), taxonomy,  # type: ignore[arg-type]
+          whole=whole_photo(gt_xyxy, frame.shape))
 
 
 def lists_digest(lists: Sequence[Path]) -> str:
     """Hash of the lists' names, the photos they name and those photos' label files."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"tally {METRIC_VERSION}".encode())
     for lst in lists:
         h.update(lst.stem.encode() + b"\0")
         for line in lst.read_text().split():
