@@ -48,8 +48,9 @@ from ui.hazard import (
     checklist,
     quarantine_csv,
 )
+from ui.operator import my_answer, strip_html
 from ui.repo import CorrectionRecord
-from ui.review import review_queue
+from ui.review import next_item, review_queue
 from ui.settings import AnswerRules, Console, ConsoleSettings
 
 Served = tuple[FastAPI, Console]
@@ -354,6 +355,33 @@ def test_review_queue_order_and_reasons(served: Served, console: Console, seeded
         listed = client.get("/api/console/review").json()
     assert seeded.ids["paper"] not in {e["item_id"] for e in listed}
     assert listed[0]["item_id"] == seeded.ids["unsure"] and listed[0]["why"][0].startswith("margin")
+
+
+@pytest.mark.parametrize(("ids", "answered", "waiting", "expected"), [
+    (["a", "b", "c"], "a", {"b", "c"}, "b"),
+    (["a", "b", "c"], "b", {"a", "c"}, "c"),
+    (["a", "b", "c"], "c", {"a", "b"}, "a"),  # then from the top
+    (["a", "b", "c"], "a", {"c"}, "c"),  # b was answered meanwhile
+    (["a", "b", "c"], "x", {"b"}, "b"),  # the answered item was not shown
+    (["a"], "a", set(), None),
+])
+def test_review_selects_the_next_waiting_item(ids: list[str], answered: str, waiting: set[str],
+                                              expected: str | None) -> None:
+    assert next_item(ids, answered, waiting) == expected
+
+
+def test_the_strip_marks_my_answers_and_the_item_just_answered(console: Console, seeded: Seeded) -> None:
+    can, paper = seeded.ids["can"], seeded.ids["paper"]
+    submit(console, OPERATOR, CorrectionIn(kind=Kind.RECLASS, item_id=can, class_name="metal"))
+    submit(console, OPERATOR2, CorrectionIn(kind=Kind.NOT_ITEM, item_id=paper))
+    submit(console, OPERATOR, CorrectionIn(kind=Kind.RECLASS, item_id=can, class_name="plastic", change=True))
+    items = console.ctx.store.list_items(page_size=12).items
+    corr = console.repo.corrections_by_item(i.item_id for i in items)
+    assert (my_answer(corr[can], "operator"), my_answer(corr[paper], "operator")) == ("plastic", "")
+    page = strip_html(console, items, corr, username="operator", answered=can)
+    assert f"data-id='{can}' data-class='can' data-mine='plastic'" in page
+    assert f"data-id='{paper}' data-class='paper' data-mine=''" in page
+    assert f"data-answered='{can}'" in page and "→ plastic (operator, was metal)" in page
 
 
 # -- export ----------------------------------------------------------------------------------------------
