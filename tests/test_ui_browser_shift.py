@@ -70,6 +70,7 @@ def test_enter_after_a_mouse_click_confirms_the_next_item(site: Site, browser: B
     expect(status).to_contain_text("plastic confirmed", timeout=WAIT_MS)
     page.wait_for_timeout(TICKS_MS)
     expect(status).to_contain_text("plastic confirmed")  # the feedback stays until the next action
+    assert selected(page) == ids["old_battery"]
     close(page)
     assert answers(console, ids["can"], "operator") == [("reclass", "plastic", False)]
     assert answers(console, ids["plastic"], "operator") == [("confirm", "plastic", False)]
