@@ -70,7 +70,11 @@ def test_enter_after_a_mouse_click_confirms_the_next_item(site: Site, browser: B
     expect(status).to_contain_text("plastic confirmed", timeout=WAIT_MS)
     page.wait_for_timeout(TICKS_MS)
     expect(status).to_contain_text("plastic confirmed")  # the feedback stays until the next action
-    assert selected(page) == ids["old_battery"]
+    nxt = selected(page)
+    assert nxt == ids["old_battery"]
+    page.locator("button[role=tab]").filter(has_text="Operator").click()
+    page.keyboard.press("Enter")  # a tab the mouse left focused does not take Enter either
+    expect(status).to_contain_text(f"item {nxt[:8]}: battery confirmed", timeout=WAIT_MS)
     close(page)
     assert answers(console, ids["can"], "operator") == [("reclass", "plastic", False)]
     assert answers(console, ids["plastic"], "operator") == [("confirm", "plastic", False)]

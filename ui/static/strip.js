@@ -1,8 +1,10 @@
 // sortloop operator strip: selection, palette clicks and keyboard shortcuts.
 // Runs as the js_on_load of a gr.HTML (element, trigger, watch are given). Actions go to the server with
 // trigger('submit', {...}); the server checks every one again (one answer per item and person, undo limits).
-// Keys act on the selected item only: a click never leaves a strip button focused, and Enter or Space on a
-// button the mouse left focused is taken by the one handler below, never by the button.
+// Keys act on the selected item only: a click never leaves a strip button focused, and Enter or Space on any
+// focused button of the Operator view (a tab, Grab frame) is taken by the one handler below, never by the
+// button. (Chromium marks a mouse-focused button :focus-visible once a key is pressed, so keyboard focus
+// cannot be told apart there.)
 const st = element.__sl || (element.__sl = {selected: null, change: null, answered: ''});
 const cards = () => Array.from(element.querySelectorAll('.sl-card'));
 const open = (c) => !c.dataset.mine;  // not answered by me yet
@@ -63,10 +65,6 @@ function onKey(e) {
   if (element.offsetParent === null) return;  // the Operator tab is not shown
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   if (e.target.closest && e.target.closest('input, textarea, select, [contenteditable="true"]')) return;
-  // a button outside the strip that the keyboard (Tab) focused keeps Enter/Space; one the mouse left focused
-  // does not: there Enter means "Right" for the selected item like everywhere else on the view
-  const button = e.target.closest && e.target.closest('button, a, [role="tab"]');
-  if (button && !element.contains(button) && button.matches(':focus-visible') && (e.key === 'Enter' || e.key === ' ')) return;
   const strip = element.querySelector('.sl-strip');
   const order = strip && strip.dataset.shortcuts ? strip.dataset.shortcuts.split(',') : [];
   const k = e.key.toLowerCase();
