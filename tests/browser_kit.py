@@ -53,9 +53,9 @@ def browser() -> Iterator[Browser]:
 
 
 def login(browser: Browser, url: str, username: str, password: str = PASSWORD,
-          requests: list[str] | None = None) -> Page:
+          requests: list[str] | None = None, viewport: tuple[int, int] = (1280, 860)) -> Page:
     """A fresh browser context logged in as ``username``; ``requests`` collects every URL the page asks for."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = context.new_page()
     if requests is not None:
         page.on("request", lambda r: requests.append(r.url))

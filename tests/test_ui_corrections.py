@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from ui_seed import PASSWORD, Running, Seeded, seed
 
 from station.api import create_app
@@ -26,10 +27,12 @@ from ui.app import add_console_routes, make_console
 from ui.auth import ConsoleUser, ForbiddenError
 from ui.corrections import (
     NOT_AN_ITEM,
+    AnswerExistsError,
     CorrectionIn,
     FrameNotFoundError,
     Kind,
     NothingToUndoError,
+    UndoOutOfReachError,
     export_dataset,
     grab_frame,
     resolve,
@@ -45,9 +48,10 @@ from ui.hazard import (
     checklist,
     quarantine_csv,
 )
+from ui.operator import my_answer, strip_html
 from ui.repo import CorrectionRecord
-from ui.review import review_queue
-from ui.settings import Console, ConsoleSettings
+from ui.review import next_item, review_queue
+from ui.settings import AnswerRules, Console, ConsoleSettings
 
 Served = tuple[FastAPI, Console]
 OPERATOR, OPERATOR2 = ConsoleUser("operator", "operator"), ConsoleUser("operator2", "operator")
@@ -187,6 +191,108 @@ def test_undo_takes_back_my_latest_correction_only(console: Console, seeded: See
     assert standing == {first.id: True, second.id: True, other.id: False}
 
 
+# one answer per item and person, unless changed on purpose; (first, second, change, status, stored, message)
+SECOND: list[tuple[dict[str, object], dict[str, object], bool, int, str | None, str]] = [
+    ({"kind": "reclass", "class_name": "metal"}, {"kind": "reclass", "class_name": "plastic"}, False, 409, None,
+     "as metal at"),
+    ({"kind": "reclass", "class_name": "metal"}, {"kind": "reclass", "class_name": "metal"}, False, 409, None,
+     "as metal already"),
+    ({"kind": "reclass", "class_name": "metal"}, {"kind": "reclass", "class_name": "metal"}, True, 409, None,
+     "as metal already"),
+    ({"kind": "confirm"}, {"kind": "not_item"}, False, 409, None, "press C, then the new answer"),
+    ({"kind": "confirm"}, {"kind": "reclass", "class_name": "can"}, True, 409, None, "as can already"),
+    ({"kind": "reclass", "class_name": "metal"}, {"kind": "reclass", "class_name": "plastic"}, True, 201, "metal",
+     ""),
+    ({"kind": "not_item"}, {"kind": "confirm"}, True, 201, NOT_AN_ITEM, ""),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "change", "status", "changed_from", "message"), SECOND)
+def test_a_second_answer_is_refused_unless_sent_as_a_change(served: Served, console: Console, seeded: Seeded,
+                                                             first: dict[str, object], second: dict[str, object],
+                                                             change: bool, status: int, changed_from: str | None,
+                                                             message: str) -> None:
+    item = seeded.ids["can"]
+    with client_for(served, "operator") as client:
+        assert client.post("/api/console/corrections", json={"item_id": item, **first}).status_code == 201
+        before = console.repo.corrections(include_undone=True)
+        r = client.post("/api/console/corrections", json={"item_id": item, "change": change, **second})
+    assert r.status_code == status, r.text
+    if status != 201:
+        assert message in r.json()["detail"] and console.repo.corrections(include_undone=True) == before
+        return
+    assert r.json()["changed_from"] == changed_from
+    [audit] = console.repo.access.audit_log(action="correction.change")
+    assert (audit.actor, audit.target) == ("operator", item)
+    assert audit.detail == f"was {changed_from}, now {resolve(console.repo.corrections([item])).answers[0].text}"
+    assert len(console.repo.corrections([item])) == 2, "the earlier answer stays in the record"
+
+
+def test_another_persons_answer_is_not_a_second_answer(console: Console, seeded: Seeded) -> None:
+    item = seeded.ids["can"]
+    submit(console, OPERATOR, CorrectionIn(kind=Kind.RECLASS, item_id=item, class_name="metal"))
+    other = submit(console, OPERATOR2, CorrectionIn(kind=Kind.RECLASS, item_id=item, class_name="plastic"))
+    assert other.after_class == "plastic"
+    with pytest.raises(AnswerExistsError):
+        submit(console, OPERATOR2, CorrectionIn(kind=Kind.NOT_ITEM, item_id=item))
+
+
+def _answer(console: Console, user: ConsoleUser, key: str, seeded: Seeded) -> CorrectionRecord:
+    return submit(console, user, CorrectionIn(kind=Kind.NOT_ITEM, item_id=seeded.ids[key]))
+
+
+@pytest.mark.parametrize(("age_s", "error"), [
+    (0.0, None),
+    (119.0, None),
+    (121.0, "past the 120 s undo window"),
+    (3600.0, "3600 s old"),
+])
+def test_undo_reaches_only_answers_within_the_window(console: Console, seeded: Seeded, age_s: float,
+                                                     error: str | None) -> None:
+    made = _answer(console, OPERATOR, "can", seeded)
+    if error is None:
+        assert undo_last(console, OPERATOR, now=made.created_at + age_s).id == made.id
+        return
+    with pytest.raises(UndoOutOfReachError, match=error):
+        undo_last(console, OPERATOR, now=made.created_at + age_s)
+    assert not console.repo.corrections([seeded.ids["can"]], include_undone=True)[0].undone
+
+
+def test_undo_reaches_at_most_the_last_few_answers(console: Console, seeded: Seeded) -> None:
+    console.settings = ConsoleSettings(answers=AnswerRules(undo_depth=3))
+    made = [_answer(console, OPERATOR, k, seeded) for k in ("plastic", "can", "unsure", "paper")]
+    _answer(console, OPERATOR2, "near_hazard", seeded)  # someone else's answer is never mine to undo
+    undone = [undo_last(console, OPERATOR).id for _ in range(3)]
+    assert undone == [c.id for c in reversed(made[1:])]
+    with pytest.raises(UndoOutOfReachError, match="your last 3 answers are undone already"):
+        undo_last(console, OPERATOR)
+    standing = {c.username: c.item_id for c in console.repo.corrections()}
+    assert standing == {"operator": seeded.ids["plastic"], "operator2": seeded.ids["near_hazard"]}
+
+
+def test_the_undo_api_answers_409_past_the_window(served: Served, console: Console, seeded: Seeded) -> None:
+    console.settings = ConsoleSettings(answers=AnswerRules(undo_window_s=0.001))
+    _answer(console, OPERATOR, "can", seeded)
+    with client_for(served, "operator") as client:
+        r = client.post("/api/console/corrections/undo")
+    assert r.status_code == 409 and "undo window" in r.json()["detail"]
+    assert not any(c.undone for c in console.repo.corrections(include_undone=True))
+
+
+@pytest.mark.parametrize(("answers", "error"), [
+    ({"undo_window_s": 30, "undo_depth": 2}, None),
+    ({"undo_window": 30}, "undo_window"),
+    ({"undo_depth": 0}, "undo_depth"),
+    ({"undo_window_s": -1}, "undo_window_s"),
+])
+def test_answer_rules_are_checked_config(answers: dict[str, object], error: str | None) -> None:
+    if error is None:
+        assert ConsoleSettings.model_validate({"answers": answers}).answers.undo_depth == 2
+        return
+    with pytest.raises(ValidationError, match=error):
+        ConsoleSettings.model_validate({"answers": answers})
+
+
 def test_a_manager_cannot_correct(console: Console, seeded: Seeded) -> None:
     with pytest.raises(ForbiddenError, match="forbidden"):
         submit(console, MANAGER, CorrectionIn(kind=Kind.NOT_ITEM, item_id=seeded.ids["can"]))
@@ -249,6 +355,33 @@ def test_review_queue_order_and_reasons(served: Served, console: Console, seeded
         listed = client.get("/api/console/review").json()
     assert seeded.ids["paper"] not in {e["item_id"] for e in listed}
     assert listed[0]["item_id"] == seeded.ids["unsure"] and listed[0]["why"][0].startswith("margin")
+
+
+@pytest.mark.parametrize(("ids", "answered", "waiting", "expected"), [
+    (["a", "b", "c"], "a", {"b", "c"}, "b"),
+    (["a", "b", "c"], "b", {"a", "c"}, "c"),
+    (["a", "b", "c"], "c", {"a", "b"}, "a"),  # then from the top
+    (["a", "b", "c"], "a", {"c"}, "c"),  # b was answered meanwhile
+    (["a", "b", "c"], "x", {"b"}, "b"),  # the answered item was not shown
+    (["a"], "a", set(), None),
+])
+def test_review_selects_the_next_waiting_item(ids: list[str], answered: str, waiting: set[str],
+                                              expected: str | None) -> None:
+    assert next_item(ids, answered, waiting) == expected
+
+
+def test_the_strip_marks_my_answers_and_the_item_just_answered(console: Console, seeded: Seeded) -> None:
+    can, paper = seeded.ids["can"], seeded.ids["paper"]
+    submit(console, OPERATOR, CorrectionIn(kind=Kind.RECLASS, item_id=can, class_name="metal"))
+    submit(console, OPERATOR2, CorrectionIn(kind=Kind.NOT_ITEM, item_id=paper))
+    submit(console, OPERATOR, CorrectionIn(kind=Kind.RECLASS, item_id=can, class_name="plastic", change=True))
+    items = console.ctx.store.list_items(page_size=12).items
+    corr = console.repo.corrections_by_item(i.item_id for i in items)
+    assert (my_answer(corr[can], "operator"), my_answer(corr[paper], "operator")) == ("plastic", "")
+    page = strip_html(console, items, corr, username="operator", answered=can)
+    assert f"data-id='{can}' data-class='can' data-mine='plastic'" in page
+    assert f"data-id='{paper}' data-class='paper' data-mine=''" in page
+    assert f"data-answered='{can}'" in page and "→ plastic (operator, was metal)" in page
 
 
 # -- export ----------------------------------------------------------------------------------------------

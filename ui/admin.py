@@ -175,4 +175,18 @@ def build_admin_tab(console: Console, user_state: Any) -> None:
     refresh_btn.click(on_refresh, [action_filter], outs, api_name="admin_refresh")
     action_filter.submit(on_refresh, [action_filter], outs, api_visibility="private")
     csv_btn.click(on_csv, None, csv_file, api_name="admin_audit_csv")
-    user_state.change(on_refresh, [action_filter], outs, api_visibility="private")
+    user_state.change(_admins_only(console, on_refresh, len(outs)), [action_filter], outs, api_visibility="private")
+
+
+def _admins_only(console: Console, refresh: Callable[..., tuple[Any, ...]], n: int) -> Callable[..., tuple[Any, ...]]:
+    """The tab's fill when a page loads: for an admin; anyone else (the tab hidden) gets no error toast."""
+    import gradio as gr
+
+    def on_login(audit_filter: str, request: gr.Request) -> tuple[Any, ...]:
+        try:
+            request_user(console.auth, request, Perm.USERS)
+        except AuthError:
+            return (gr.skip(),) * n
+        return refresh(audit_filter, request)
+
+    return on_login

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,6 +68,18 @@ class NothingToUndoError(CorrectionError):
     status = 404
 
 
+class AnswerExistsError(CorrectionError):
+    """The user answered this item already: the same answer again, or a different one not sent as a change."""
+
+    status = 409
+
+
+class UndoOutOfReachError(CorrectionError):
+    """The user's latest standing answer is older than the undo window or deeper than the undo depth."""
+
+    status = 409
+
+
 class CorrectionIn(BaseModel):
     """A correction as the console (or the API) submits it."""
 
@@ -77,6 +90,8 @@ class CorrectionIn(BaseModel):
     class_name: str | None = Field(None, description="Taxonomy class (reclass, missed_item; confirm: optional).")
     frame_id: str | None = Field(None, description="Grabbed frame the box is drawn on (missed_item).")
     box: list[float] | None = Field(None, description="x1, y1, x2, y2 in pixels of the grabbed frame (missed_item).")
+    change: bool = Field(False, description="Replace my earlier, different answer about this item on purpose; "
+                         "without it a second answer is refused (409).")
 
 
 class CorrectionOut(BaseModel):
@@ -92,13 +107,17 @@ class CorrectionOut(BaseModel):
     box: list[float] | None
     frame_path: str | None
     undone: bool
+    changed_from: str | None = Field(None, description="The author's earlier answer this one replaced, if any.")
 
     @classmethod
-    def of(cls, c: CorrectionRecord, console: Console) -> CorrectionOut:
+    def of(cls, c: CorrectionRecord, console: Console, history: Sequence[CorrectionRecord] = ()) -> CorrectionOut:
+        """``history``: corrections of the same item, to name the earlier answer a change replaced."""
         stream = console.ctx.taxonomy.stream_of(c.after_class).value if c.after_class else None
+        earlier = earlier_answer(history, c)
         return cls(id=c.id, item_id=c.item_id, username=c.username, role=c.role, created_at=c.created_at,
                    kind=c.kind, before_class=c.before_class, after_class=c.after_class, stream=stream,
-                   box=None if c.box is None else list(c.box), frame_path=c.frame_path, undone=c.undone)
+                   box=None if c.box is None else list(c.box), frame_path=c.frame_path, undone=c.undone,
+                   changed_from=None if earlier is None else answer_text(earlier))
 
 
 @dataclass(frozen=True)
@@ -118,13 +137,55 @@ class GrabbedFrame:
 def submit(console: Console, user: ConsoleUser, req: CorrectionIn) -> CorrectionRecord:
     """Validate and store one correction; refused input raises ``CorrectionError`` and stores nothing."""
     console.auth.require(user, Perm.OPERATE)
-    new = _missed_item(console, user, req) if req.kind is Kind.MISSED_ITEM else _about_item(console, user, req)
-    return console.repo.add_correction(new)
+    if req.kind is Kind.MISSED_ITEM:
+        return console.repo.add_correction(_missed_item(console, user, req))
+    new = _about_item(console, user, req)
+    earlier = _second_answer(console, user, new, req.change)
+    stored = console.repo.add_correction(new)
+    if earlier is not None:
+        console.repo.access.audit("correction.change", user.username, str(new.item_id),
+                                  f"was {answer_text(earlier)}, now {answer_text(stored)}")
+    return stored
+
+
+def answer_text(c: CorrectionRecord | NewCorrection) -> str:
+    """What a correction says about its item: a class, or "(not an item)"."""
+    return NOT_AN_ITEM if c.kind == Kind.NOT_ITEM else str(c.after_class)
+
+
+def clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _second_answer(console: Console, user: ConsoleUser, new: NewCorrection, change: bool) -> CorrectionRecord | None:
+    """The user's standing answer that ``new`` replaces (None: a first answer); refuses the same answer again,
+    and a different one not sent as a change."""
+    mine = [c for c in console.repo.corrections([str(new.item_id)])
+            if c.username == user.username and c.kind in ITEM_KINDS]
+    if not mine:
+        return None
+    last, item = mine[-1], str(new.item_id)[:8]
+    was, now = answer_text(last), answer_text(new)
+    if was == now:
+        raise AnswerExistsError(f"you answered item {item} as {was} already (at {clock(last.created_at)}); "
+                                "nothing stored")
+    if not change:
+        raise AnswerExistsError(f"you answered item {item} as {was} at {clock(last.created_at)}; {now} would "
+                                "replace it, so it was not stored: to change your answer on purpose select the "
+                                "item, press C, then the new answer (API: change: true)")
+    return last
+
+
+def earlier_answer(history: Sequence[CorrectionRecord], c: CorrectionRecord) -> CorrectionRecord | None:
+    """The author's latest standing answer about the same item before ``c`` (the one a change replaced)."""
+    before = [h for h in history if h.item_id == c.item_id and h.username == c.username and h.kind in ITEM_KINDS
+              and not h.undone and (h.created_at, h.id) < (c.created_at, c.id)]
+    return max(before, key=lambda h: (h.created_at, h.id)) if before and c.kind in ITEM_KINDS else None
 
 
 def _check_class(console: Console, name: str | None) -> str:
     if not name:
-        raise CorrectionError("choose a class for this correction")
+        raise CorrectionError("choose a class for this correction (none was chosen; nothing is assumed)")
     if name not in console.ctx.taxonomy:
         raise CorrectionError(f"class {name!r} is not in the taxonomy; choose one of "
                               f"{', '.join(console.ctx.taxonomy.names)}")
@@ -198,12 +259,25 @@ def check_box(box: Sequence[float] | None, width: int, height: int) -> Box4:
     return (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
 
 
-def undo_last(console: Console, user: ConsoleUser) -> CorrectionRecord:
-    """Undo the user's latest correction (it stays in the record, marked undone)."""
+def undo_last(console: Console, user: ConsoleUser, now: float | None = None) -> CorrectionRecord:
+    """Undo the user's latest standing correction (it stays in the record, marked undone): only among their
+    ``undo_depth`` latest answers and only within ``undo_window_s`` (``ConsoleSettings.answers``)."""
     console.auth.require(user, Perm.OPERATE)
-    last = console.repo.last_correction(user.username)
-    if last is None:
+    rules = console.settings.answers
+    recent = console.repo.recent_corrections(user.username, rules.undo_depth)
+    last = next((c for c in recent if not c.undone), None)
+    if last is None and len(recent) < rules.undo_depth:
         raise NothingToUndoError(f"nothing to undo: {user.username} has no correction left standing")
+    if last is None:
+        raise UndoOutOfReachError(f"nothing to undo: your last {rules.undo_depth} answers are undone already "
+                                  f"(U reaches {rules.undo_depth} back); change an older answer on purpose: select "
+                                  "the item, press C, then the new answer")
+    age = (time.time() if now is None else now) - last.created_at
+    if age > rules.undo_window_s:
+        raise UndoOutOfReachError(f"nothing to undo: your latest answer (item {(last.item_id or 'missed')[:8]}: "
+                                  f"{answer_text(last)}) is {age:.0f} s old, past the {rules.undo_window_s:.0f} s "
+                                  "undo window; change it on purpose instead: select the item, press C, then the "
+                                  "new answer")
     return console.repo.undo(last.id)
 
 
@@ -230,7 +304,7 @@ class Answer:
 
     @property
     def text(self) -> str:
-        return NOT_AN_ITEM if self.correction.kind == Kind.NOT_ITEM else str(self.correction.after_class)
+        return answer_text(self.correction)
 
     @property
     def rank(self) -> int:
@@ -368,9 +442,10 @@ def router(console: Console) -> APIRouter:
     @r.post("/api/console/corrections", response_model=CorrectionOut, status_code=201)
     def post_correction(body: CorrectionIn, user: ConsoleUser = operate) -> CorrectionOut:
         try:
-            return CorrectionOut.of(submit(console, user, body), console)
+            c = submit(console, user, body)
         except CorrectionError as exc:
             raise _http(exc) from None
+        return CorrectionOut.of(c, console, console.repo.corrections([c.item_id] if c.item_id else []))
 
     @r.post("/api/console/corrections/undo", response_model=CorrectionOut)
     def post_undo(user: ConsoleUser = operate) -> CorrectionOut:
@@ -382,7 +457,10 @@ def router(console: Console) -> APIRouter:
     @r.get("/api/console/corrections", response_model=list[CorrectionOut])
     def get_corrections(user: ConsoleUser = review, item_id: str | None = None) -> list[CorrectionOut]:
         rows = console.repo.corrections(None if item_id is None else [item_id], include_undone=True)
-        return [CorrectionOut.of(c, console) for c in rows]
+        by_item: dict[str | None, list[CorrectionRecord]] = {}
+        for c in rows:
+            by_item.setdefault(c.item_id, []).append(c)
+        return [CorrectionOut.of(c, console, by_item.get(c.item_id, [])) for c in rows]
 
     @r.post("/api/console/frames")
     def post_frame(user: ConsoleUser = operate) -> dict[str, str | int]:

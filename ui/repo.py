@@ -155,13 +155,12 @@ class ConsoleRepo:
                 out.setdefault(c.item_id, []).append(c)
         return out
 
-    def last_correction(self, username: str) -> CorrectionRecord | None:
-        """The user's latest correction that is not undone."""
-        stmt = (select(Correction).where(Correction.username == username, Correction.undone.is_(False))
-                .order_by(Correction.created_at.desc(), Correction.id.desc()).limit(1))
+    def recent_corrections(self, username: str, limit: int) -> list[CorrectionRecord]:
+        """The user's ``limit`` latest corrections, newest first, undone ones included."""
+        stmt = (select(Correction).where(Correction.username == username)
+                .order_by(Correction.created_at.desc(), Correction.id.desc()).limit(limit))
         with self._session() as s:
-            row = s.scalars(stmt).first()
-            return None if row is None else _correction(row)
+            return [_correction(r) for r in s.scalars(stmt).all()]
 
     def undo(self, correction_id: str) -> CorrectionRecord:
         with self._session.begin() as s:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from station.store import ItemFilter, ItemRecord
 from station.taxonomy import Stream, Taxonomy
 from ui.auth import AuthError, ConsoleUser, Perm, request_user
-from ui.corrections import CorrectionError, CorrectionIn, Kind, Resolution, resolve, submit
+from ui.corrections import CorrectionError, CorrectionIn, Kind, Resolution, answer_text, resolve, submit
 from ui.repo import CorrectionRecord
 from ui.settings import Console, ReviewWeights
 
@@ -179,15 +179,20 @@ def build_review_tab(console: Console, user_state: "gr.State", tab: "gr.Tab | No
     selected = gr.State(None)
     with gr.Row():
         refresh = gr.Button("Refresh queue", elem_id="review-refresh", scale=0)
-        status = gr.Markdown(elem_id="review-status")
+        count = gr.Markdown(elem_id="review-count")
     table = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="review-table", wrap=True,
                          column_widths=["7%", "43%", "9%", "10%", "10%", "6%", "8%", "7%"])
     detail = gr.HTML(_detail_html(None), elem_id="review-detail")
     with gr.Row():
-        klass = gr.Dropdown(console.ctx.taxonomy.names, label="Class", elem_id="review-class", scale=2)
+        # no default class: "Correct to this class" without a choice is refused, never a silent first entry
+        klass = gr.Dropdown(console.ctx.taxonomy.names, value=None, label="Class (choose one)",
+                            elem_id="review-class", scale=2)
         fix = gr.Button("Correct to this class", elem_id="review-correct", variant="primary")
         ok = gr.Button("Decided class is right", elem_id="review-confirm")
         not_item = gr.Button("Not an item", elem_id="review-not-item", variant="stop")
+        change = gr.Checkbox(False, label="Change my earlier answer", elem_id="review-change", scale=1)
+    # the answer's feedback stays until the next answer (the queue's refresh never touches it)
+    status = gr.Markdown(elem_id="review-status")
 
     def load(request: gr.Request) -> tuple[Any, list[str], str]:
         try:
@@ -201,22 +206,42 @@ def build_review_tab(console: Console, user_state: "gr.State", tab: "gr.Tab | No
         request_user(console.auth, request, Perm.REVIEW)
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         item_id = ids[row] if isinstance(row, int) and 0 <= row < len(ids) else None
-        entry = next((e for e in review_queue(console, 500) if e.item.item_id == item_id), None)
-        return item_id, _detail_html(entry)
+        return item_id, _detail_html(_entry(console, item_id))
 
     def answerer(kind: Kind) -> Any:
-        def answer(item_id: str | None, class_name: str | None, request: gr.Request) -> str:
+        def answer(item_id: str | None, class_name: str | None, changing: bool, ids: list[str],
+                   request: gr.Request) -> tuple[str, Any, Any, Any, Any]:
             try:
                 user = request_user(console.auth, request, Perm.OPERATE)
-                c = submit(console, user, CorrectionIn(kind=kind, item_id=item_id, class_name=class_name))
+                if kind is Kind.RECLASS and not class_name:
+                    raise CorrectionError("choose a class in the Class list first (it starts empty on purpose)")
+                c = submit(console, user, CorrectionIn(kind=kind, item_id=item_id, class_name=class_name,
+                                                       change=changing))
             except (CorrectionError, AuthError) as exc:
-                return f"**Refused:** {exc}"
-            return f"Saved: item {(c.item_id or '')[:8]} → {c.after_class or 'not an item'} ({c.kind})."
+                return f"**Refused:** {exc}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            nxt = next_item(ids, str(c.item_id), {e.item.item_id for e in review_queue(console, 500)})
+            where = f" Next: item {nxt[:8]}." if nxt else " The queue is empty."
+            message = f"Saved: item {str(c.item_id)[:8]} → {answer_text(c)} ({c.kind}).{where}"
+            return message, nxt, _detail_html(_entry(console, nxt)), None, False
         return answer
 
-    outputs = [table, entries_state, status]
+    outputs = [table, entries_state, count]
     triggers = [refresh.click, user_state.change, *([tab.select] if tab is not None else [])]
     gr.on(triggers, load, None, outputs)
     table.select(pick, entries_state, [selected, detail])
     for button, kind in ((fix, Kind.RECLASS), (ok, Kind.CONFIRM), (not_item, Kind.NOT_ITEM)):
-        button.click(answerer(kind), [selected, klass], status).then(load, None, outputs)
+        button.click(answerer(kind), [selected, klass, change, entries_state],
+                     [status, selected, detail, klass, change]).then(load, None, outputs)
+
+
+def _entry(console: Console, item_id: str | None) -> ReviewEntry | None:
+    return next((e for e in review_queue(console, 500) if e.item.item_id == item_id), None)
+
+
+def next_item(ids: Sequence[str], answered: str, waiting: set[str]) -> str | None:
+    """After answering ``answered``: the next item of the shown queue still waiting (then from the top)."""
+    at = ids.index(answered) if answered in ids else -1
+    later = [i for i in ids[at + 1:] if i in waiting and i != answered]
+    earlier = [i for i in ids[:max(at, 0)] if i in waiting and i != answered]
+    rest = later or earlier
+    return rest[0] if rest else None

@@ -45,6 +45,17 @@ class ReviewWeights(BaseModel):
     conflict: float = Field(5.0, ge=0, description="Added when people disagree about the item.")
 
 
+class AnswerRules(BaseModel):
+    """What an operator may take back: their own answers only, the last few, within a short window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    undo_window_s: float = Field(120.0, gt=0, le=3600, description="U (undo) reaches answers at most this old "
+                                 "(s); an older answer is changed on purpose instead (C, then the new answer).")
+    undo_depth: int = Field(5, ge=1, le=50, description="U reaches at most this many of the user's latest answers "
+                            "(undone ones count), so a run of U stops instead of unpicking a whole shift.")
+
+
 class ConsoleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +68,7 @@ class ConsoleSettings(BaseModel):
     review_window_s: float = Field(24 * 3600, gt=0, description="The review queue looks at items this recent (s).")
     review_limit: int = Field(500, ge=1, le=1000, description="At most this many recent items are ranked.")
     review_weights: ReviewWeights = Field(default_factory=ReviewWeights, description="Review priority weights.")
+    answers: AnswerRules = Field(default_factory=AnswerRules, description="Undo window and depth.")
     container: str = Field("Q1", min_length=1, description="Default quarantine container id.")
     quarantine_rows: int = Field(200, ge=1, description="Rows of the quarantine log shown on screen.")
 
