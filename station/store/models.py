@@ -37,6 +37,7 @@ ID = String(32)
 ROLES = ("operator", "engineer", "manager", "admin")
 TOKEN_SCOPES = ("metrics", "read", "ack")
 CORRECTION_KINDS = ("reclass", "not_item", "missed_item", "confirm")
+RUN_KINDS = ("live", "scorecard", "bench")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -47,6 +48,20 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class RunRow(Base):
+    """One run of the station (migration 0006): live, a scored simulator run or a benchmark."""
+
+    __tablename__ = "runs"
+    __table_args__ = (CheckConstraint(_one_of("kind", RUN_KINDS), name="kind"),)
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(512), default="")
+
+
 class Item(Base):
     """One physical item, decided when it crossed the decision line."""
 
@@ -54,6 +69,8 @@ class Item(Base):
 
     item_id: Mapped[str] = mapped_column(ID, primary_key=True)
     station_id: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    """The run that decided it (migration 0006); None: recorded before runs were kept."""
     track_id: Mapped[int] = mapped_column(Integer)
     frame_index: Mapped[int] = mapped_column(BigInteger)
     crossed_at: Mapped[float] = mapped_column(Float)
