@@ -387,3 +387,78 @@ def test_reports_tab_action_checks_the_role(seeded: Seeded, user: object,
     assert all(p.is_file() for p in made.files)
     assert Report.load(made.files[2]).totals == made.report.totals
     assert made.charts and made.charts[0].read_bytes().startswith(b"\x89PNG")
+
+
+# (class, the outlet a report counts it under, whether it counts as diverted): hazardous items (loose batteries,
+# phones and laptops with their battery, biohazards) are apart, whatever their material stream
+OUTLETS = [("laptop", "hazard", False), ("phone", "hazard", False), ("battery", "hazard", False),
+           ("medical", "hazard", False), ("keyboard", "electronics", True), ("can", "metal", True),
+           ("textile", "textile", True), ("glass", "residual", False)]
+
+
+@pytest.mark.parametrize(("cls", "outlet", "diverted"), OUTLETS)
+def test_hazardous_items_are_reported_apart_from_diverted(tmp_path: Path, cls: str, outlet: str,
+                                                          diverted: bool) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "ev")
+    record(store, decision(PERIOD.since + 60, cls))
+    r = build_report(store, TAX, PERIOD, ReportConfig(), station=STATION)
+    mass = TAX.get(cls).mass_kg
+    assert {s.stream: s.items for s in r.streams if s.items} == {outlet: 1}
+    t = r.totals
+    assert (t.diverted_items, t.diverted_kg) == ((1, mass) if diverted else (0, 0.0))
+    hazardous = outlet == "hazard"
+    assert (t.hazards_found, t.hazards_kg) == ((1, mass) if hazardous else (0, 0.0))
+    ctx = context(store)
+    web = FastAPI()
+    web.include_router(impact_router(ctx, cache_s=0))
+    client = TestClient(web)
+    params = {"from": str(PERIOD.start), "to": str(PERIOD.end)}
+    body = client.get("/impact.json", params=params).json()
+    assert (body["diverted_items"], body["hazards_found"]) == (int(diverted), int(hazardous))
+    assert body["hazards_kg"] == pytest.approx(mass if hazardous else 0.0)
+    assert set(body["method"]) == {"items", "kg", "diverted", "hazards", "handled", "corrections"}
+    page = client.get("/impact", params=params).text
+    diverted_part, hazard_part = page.split("Hazardous items, apart")
+    assert f'<div class="big">{int(diverted)}</div>' in diverted_part
+    assert f'<div class="big">{int(hazardous)}</div>' in hazard_part.split("How each figure")[0]
+    assert "Hazardous items are never counted as diverted" in page
+    store.close()
+
+
+def test_a_report_says_how_each_figure_is_computed(seeded: Seeded) -> None:
+    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station=STATION)
+    assert set(r.method) == {"items", "kg", "diverted", "hazards", "handled", "corrections"}
+    assert "electronics, plastic, metal, textile without a hazard" in r.method["diverted"]
+    pdf = to_pdf(r, compress=False)
+    assert _pdf_string("How each figure is computed") in pdf
+    assert _pdf_string(": " + r.method["handled"]) in pdf
+
+
+@pytest.mark.parametrize(("start", "end", "error"), [
+    ("0001-01-01", "2024-05-01", "from: 0001-01-01 is out of range"),
+    ("2024-05-01", "9999-12-31", "to: 9999-12-31 is out of range"),
+    ("2024-05-01", "2024-02-30", "to: '2024-02-30' is not a day"),
+    ("2024-05-01", "99999-01-01", "to: '99999-01-01' is not a day"),
+    ("1970-01-01", "2999-12-31", "to: 1970-01-01 to 2999-12-31 is 376200 days; a report covers at most 366"),
+])
+def test_a_huge_or_impossible_period_names_its_field(seeded: Seeded, start: str, end: str, error: str) -> None:
+    with pytest.raises(ReportError, match=error):
+        build_report(seeded.store, TAX, Period.parse(start, end), ReportConfig(), station=STATION)
+    with pytest.raises(ReportError, match=error):
+        make_report(context(seeded.store), ConsoleUser("mia", "manager"), start, end)
+
+
+def test_the_report_command_and_impact_page_name_the_field_of_a_bad_day(seeded: Seeded, tmp_path: Path) -> None:
+    cfg = tmp_path / "station.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{seeded.db}", "evidence_dir": str(tmp_path)}}))
+    app = typer.Typer()
+    register_report_command(app)
+    app.command("noop")(lambda: None)
+    out = CliRunner().invoke(app, ["report", "--from", "2024-05-01", "--to", "9999-12-31", "--config", str(cfg)])
+    assert out.exit_code == 2 and "to: 9999-12-31 is out of range" in out.output
+    assert "date value out of range" not in out.output
+    web = FastAPI()
+    web.include_router(impact_router(context(seeded.store), cache_s=0))
+    bad = TestClient(web).get("/impact.json", params={"from": "2024-05-01", "to": "9999-12-31"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "to"]
+    assert "between 1970-01-01 and 2999-12-31" in bad.json()["detail"][0]["msg"]
