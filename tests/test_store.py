@@ -60,7 +60,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_migrations_create_all_tables_at_the_head_revision(store: Store) -> None:
     assert TABLES | {"alembic_version"} == set(inspect(store.engine).get_table_names())
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0006"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
 
 
 def test_migrations_match_the_models(store: Store) -> None:

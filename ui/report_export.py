@@ -16,8 +16,8 @@ from ui.reports import Report, fmt_kg, fmt_share, shift_summary
 
 STREAM_COLOURS = {"electronics": "#4c72b0", "plastic": "#dd8452", "metal": "#8c8c8c", "textile": "#c44e52",
                   "residual": "#55a868", "manual": "#b8b8b8", "hazard": "#e8a33d"}
-HOURLY_CHART_DAYS = 31
-"""Periods up to this many days also get an items-per-hour chart (beyond, a month of hours is unreadable)."""
+HOURLY_CHART_DAYS = 7
+"""Periods up to this many days also get an items-per-hour chart (beyond, hours are too thin to read)."""
 
 
 CSV_COLUMNS = ("level", "start", "label", "stream", "metric", "value")
@@ -137,8 +137,9 @@ def stream_rows(report: Report) -> list[tuple[str, str, str, str]]:
             for s in report.streams]
 
 
-def to_pdf(report: Report, *, compress: bool = True) -> bytes:
-    """The report as a PDF: title, period, totals, per-stream and per-shift tables, chart."""
+def to_pdf(report: Report, *, compress: bool = True, chart: bytes | None = None) -> bytes:
+    """The report as a PDF: title, period, totals, per-stream and per-shift tables, chart (``chart``: the PNG
+    ``chart_png(report)`` already drew, e.g. the first of ``save_charts``; drawn here when None)."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
@@ -163,7 +164,7 @@ def to_pdf(report: Report, *, compress: bool = True) -> bytes:
         story += [Paragraph("Per shift (whole period)", styles["Heading2"]),
                   Table([("Shift", "Items", "Est. kg"), *((n, str(i), fmt_kg(kg)) for n, i, kg in shifts)],
                         style=grid, hAlign="LEFT")]
-    story += [Spacer(1, 0.4 * cm), Image(io.BytesIO(chart_png(report)), width=17 * cm, height=7.6 * cm),
+    story += [Spacer(1, 0.4 * cm), Image(io.BytesIO(chart or chart_png(report)), width=17 * cm, height=7.6 * cm),
               Paragraph("How each figure is computed", styles["Heading2"]),
               *(Paragraph(f"<b>{name}</b>: {text}", styles["Normal"]) for name, text in report.method.items())]
     buf = io.BytesIO()

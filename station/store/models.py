@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -66,6 +67,9 @@ class Item(Base):
     """One physical item, decided when it crossed the decision line."""
 
     __tablename__ = "items"
+    # reports and /impact (migration 0007): one station's items of a period, grouped without reading the table
+    __table_args__ = (Index("ix_items_report", "station_id", "decided_at", "run_id", "stream", "class_name",
+                            "hazard"),)
 
     item_id: Mapped[str] = mapped_column(ID, primary_key=True)
     station_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -122,7 +126,8 @@ class AlarmRow(Base):
     kind: Mapped[str] = mapped_column(String(64), index=True)
     message: Mapped[str] = mapped_column(Text)
     severity: Mapped[str] = mapped_column(String(16))
-    item_id: Mapped[str | None] = mapped_column(ID)
+    item_id: Mapped[str | None] = mapped_column(ID, index=True)
+    """Index (migration 0007): a report finds each hazard's acknowledged alarm without scanning all alarms."""
     raised_at: Mapped[float] = mapped_column(Float, index=True)
     acknowledged_at: Mapped[float | None] = mapped_column(Float, index=True)
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
