@@ -136,3 +136,26 @@ def test_a_scorecard_run_writes_its_own_store_and_never_the_live_one(tmp_path: P
         con.close()
     assert runs == [(folder.name, "scorecard", 1)] and unowned == (0,)
 
+
+
+def test_items_recorded_before_runs_survive_the_migration_and_count_as_live(tmp_path: Path) -> None:
+    from alembic import command
+
+    from station.store.engine import alembic_config, make_engine, parse_url
+
+    db = tmp_path / "old.db"
+    engine = make_engine(parse_url(f"sqlite:///{db}"))
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0005")
+    engine.dispose()
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO items (item_id, station_id, track_id, frame_index, crossed_at, decided_at, class_name, "
+                "stream, hazard, confidence, votes, observations, reason, detail, x1, y1, x2, y2, model_version, bin) "
+                "VALUES ('old', 'station-1', 1, 1, 0, ?, 'can', 'metal', NULL, 0.9, '{}', 8, 'ok', '', 0, 0, 1, 1, "
+                "'m', 'metal')", (PERIOD.since + 60,))
+    con.commit()
+    con.close()
+    store = Store.open(f"sqlite:///{db}", tmp_path / "ev")
+    r = build_report(store, TAX, PERIOD, ReportConfig(), station="station-1")
+    store.close()
+    assert (r.totals.items, r.totals.diverted_items) == (1, 1)
