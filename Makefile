@@ -3,30 +3,51 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
+RUN_STAMP := $(VENV)/.run-setup-done
 export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 
-.PHONY: setup system-deps run test lint typecheck test-slow test-install bench clean
+.PHONY: setup setup-run system-deps station-deps run test lint typecheck test-slow test-install bench clean
 
-$(STAMP): pyproject.toml
+# `make run`: the station and its console only (no torch, no test tools, no browser, no MQTT broker).
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[ui]'
+	touch $(RUN_STAMP)
+
+# Everything else (`make test`, training, benchmarks): the run set-up plus training, dev and postgres extras.
+$(STAMP): $(RUN_STAMP)
 	# torch and torchvision lie on this machine's disk (CPU use; the CUDA build also runs on the CPU)
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[training,ui,dev,postgres]'
 	touch $(STAMP)
 
+# Debian's apt waits up to APT_LOCK_WAIT seconds for a package lock another apt holds (instead of failing).
+APT_LOCK_WAIT ?= 300
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)
+
+# What the station itself needs from Debian: OpenCV's libGL and GLib (only when cv2 does not import).
+station-deps: $(RUN_STAMP)
+	@if ! $(BIN)/python -c "import cv2" 2>/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			$(APT_GET) update -q && $(APT_GET) install -y -q libgl1 libglib2.0-0; \
+		else echo "install Debian packages libgl1 and libglib2.0-0 (sudo apt-get install libgl1 libglib2.0-0)"; fi; \
+	fi
+
 system-deps:
-	@# mosquitto (MQTT broker for tests) and chromium (browser tests) come from Debian.
+	@# mosquitto (MQTT broker for tests) and chromium (browser tests) come from Debian: tests only.
 	@if ! command -v mosquitto >/dev/null || ! command -v chromium >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto chromium; \
+			$(APT_GET) update -q && $(APT_GET) install -y -q mosquitto chromium; \
 		else echo "install Debian packages mosquitto and chromium (sudo apt-get install mosquitto chromium)"; fi; \
 	fi
 
-setup: $(STAMP) system-deps
+setup-run: $(RUN_STAMP) station-deps
 
-run: setup
+setup: setup-run $(STAMP) system-deps
+
+run: setup-run
 	$(BIN)/sortloop run --config configs/station.yaml
 
 lint: setup

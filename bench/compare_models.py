@@ -61,7 +61,7 @@ def simulated(model: Path, seed: int, frames: int, classifier: Path | None = Non
                       "classifier": None if classifier is None else str(classifier)},
             "store": {"url": f"sqlite:///{tmp}/station.db", "evidence_dir": f"{tmp}/evidence"},
         })
-        built = build_station(cfg, keep_results=True)
+        built = build_station(cfg, keep_results=True, run_kind="bench")
         built.station.start()
         built.station.wait(3600)
         last = built.station.last_frame

@@ -128,7 +128,7 @@ def child(mode: str, frames: int, model: Path, poll_s: float) -> dict[str, objec
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()
         cfg = _config(Path(tmp), model, frames, port)
-        built = build_station(cfg)  # type: ignore[arg-type]
+        built = build_station(cfg, run_kind="bench")  # type: ignore[arg-type]
         st = built.station
         poller = server = None
         if mode == "console":

@@ -126,7 +126,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="Also write the windows here.")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="sortloop-soak-") as tmp:
-        built = build_station(config(Path(tmp), args.rate, args.seed), keep_results=True)
+        built = build_station(config(Path(tmp), args.rate, args.seed), keep_results=True, run_kind="bench")
         soak, windows = Soak(built), []
         built.station.start()
         t0 = time.monotonic()

@@ -92,7 +92,7 @@ def run_sortloop(clip: Path, model: Path, imgsz: int, threads: int, realtime: bo
             "store": {"url": f"sqlite:///{tmp}/bench.db", "evidence_dir": f"{tmp}/evidence"},
             "pipeline": {"detect_workers": detect_workers},
         })
-        built = build_station(cfg, keep_results=False)
+        built = build_station(cfg, keep_results=False, run_kind="bench")
         st = built.station
         t0 = time.perf_counter()
         st.start()

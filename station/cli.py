@@ -180,10 +180,23 @@ def run(
     port: Annotated[int | None, typer.Option(help="Port of the web app.")] = None,
     model: Annotated[Path | None, typer.Option(help="ONNX model instead of the config's.")] = None,
     frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Database URL of this run (sqlite:///path or "
+                                              "postgresql+psycopg://…). Default: the config's store.url for the "
+                                              "live station; a scored simulator run (--headless on the "
+                                              "simulator) its own store under store.runs_dir/<run id>/.")] = None,
 ) -> None:
-    """Run the station. With the simulator and --headless --duration, end with a JSON scorecard."""
+    """Run the station. With the simulator and --headless --duration, end with a JSON scorecard (a scorecard run,
+    kept apart from the live station's data)."""
+    from station.runs import plan_run
+
     cfg = _load(config)
     cfg = _apply_overrides(cfg, source, fast, host, port, model, frames)
+    scored = cfg.source.kind == "simulator" and headless
+    try:
+        plan = plan_run(cfg, "scorecard" if scored else "live", store)
+    except ValueError as exc:  # a --store that is not a database URL
+        raise fail(f"--store: {exc}") from None
+    cfg = plan.config
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # our store logs the schema state in one line
     from sqlalchemy.exc import SQLAlchemyError
@@ -195,12 +208,13 @@ def run(
 
     try:
         # only a headless simulator run is scored; a served one keeps no per-item results (bounded memory)
-        built = build_station(cfg, keep_results=cfg.source.kind == "simulator" and headless)
+        built = build_station(cfg, keep_results=scored, run_kind=plan.kind, run_id=plan.run_id)
     except (SourceError, ModelError, ConfigError, OSError, StoreError) as exc:
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
         raise fail(f"store.url: cannot open the store: {str(exc).splitlines()[0]}; check the database server "
                    "and the URL (`sortloop config check` tries it)") from None
+    typer.echo(f"run {plan.run_id} ({plan.kind}), store {_shown_url(cfg.store.url)}", err=True)
     if headless:
         _run_headless(built, duration)
     else:
@@ -208,6 +222,12 @@ def run(
     if built.source_is_sim and headless:
         card = scorecard(built, built.station.last_frame.timestamp if built.station.last_frame else 0.0)
         typer.echo(card.to_json())
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _apply_overrides(cfg: StationConfig, source: str | None, fast: bool, host: str | None, port: int | None,

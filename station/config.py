@@ -230,6 +230,9 @@ class StoreConfig(_Model):
     url: str = Field("sqlite:///var/sortloop.db", description="SQLAlchemy URL: SQLite (WAL) by default, "
                      "postgresql+psycopg://… where several stations share data.")
     evidence_dir: str = Field("var/evidence", description="Folder for evidence crops (JPEG).")
+    runs_dir: str = Field("var/runs", description="Folder of the runs that keep their own store (a scored "
+                          "simulator run, a benchmark): <runs_dir>/<run id>/sortloop.db with its evidence/, so "
+                          "they never mix with the live station's data (`sortloop run --store` says otherwise).")
     crop_quality: int = Field(85, ge=10, le=100, description="JPEG quality of evidence crops.")
     busy_timeout_s: float = Field(10.0, gt=0, description="How long a SQLite write waits for a lock held by "
                                   "another connection before it fails (and the record is spooled).")

@@ -163,6 +163,10 @@ class Station:
                       f"them" if self.cfg.store.journal else "no journal (store.journal), those in memory are lost")
         if self._alarm_store is not self.store:
             self._alarm_store.close()
+        try:
+            self.store.end_run()
+        except STORE_ERRORS as exc:  # the run stays open in the store; its items are all there
+            log.warning("could not note the end of run %s: %s", self.store.run_id, exc)
 
     def wait(self, duration: float | None = None) -> None:
         """Block until the source ends and all work drained, or ``duration`` seconds passed."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from station.classes import ClassMapper
 from station.config import CLASSIFIERS, StationConfig
 from station.pipeline import Station
+from station.runs import new_run_id
+from station.store.records import RunKind
 from station.taxonomy import Taxonomy, load_taxonomy
 
 if TYPE_CHECKING:
@@ -173,8 +175,10 @@ class Built:
     source_is_sim: bool
 
 
-def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
-    """Open every part named by the config; errors name the part and the fix."""
+def build_station(cfg: StationConfig, *, keep_results: bool = False, run_kind: RunKind = "live",
+                  run_id: str | None = None) -> Built:
+    """Open every part named by the config and begin a run of ``run_kind`` in its store (``run_id``, default a
+    new one; ``station.runs.plan_run`` gives a non-live run its own store); errors name the part and the fix."""
     from station.actuate import make_actuator
     from station.capture import open_source
     from station.live import LiveView
@@ -187,6 +191,7 @@ def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
     detector = load_detector(cfg, taxonomy, promoted[1] if promoted else None)
     classifier = load_classifier(cfg, taxonomy, classifier_path(cfg))
     store = Store.from_config(cfg)
+    store.begin_run(run_id or new_run_id(run_kind), run_kind, cfg.station_id, _describe_source(cfg))
     store.record_model(detector.version, str(detector.path), dict(detector.metadata))
     if classifier is not None:
         store.record_model(classifier.version, str(classifier.path), classifier.metadata, kind="classifier")
@@ -199,6 +204,17 @@ def build_station(cfg: StationConfig, *, keep_results: bool = False) -> Built:
     holder.append(station)
     watcher = ModelWatcher(station, registry) if cfg.model.watch_registry or cfg.model.classifier else None
     return Built(station, watcher, cfg.source.kind == "simulator")
+
+
+def _describe_source(cfg: StationConfig) -> str:
+    """The source as the run records it: kind and location, without a stream URL's user and password."""
+    from urllib.parse import urlsplit
+
+    uri = cfg.source.uri
+    parts = urlsplit(uri)
+    if parts.hostname is not None and "@" in parts.netloc:
+        uri = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    return "simulator" if cfg.source.kind == "simulator" else f"{cfg.source.kind}:{uri}"
 
 
 def scorecard(built: Built, end: float) -> Scorecard:

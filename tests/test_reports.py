@@ -38,6 +38,7 @@ TAX = load_taxonomy()
 TODAY = datetime.now(UTC).date()
 PERIOD = Period(TODAY - timedelta(days=2), TODAY)
 DIVERTED = {"electronics", "plastic", "metal", "textile"}
+STATION = "station-1"
 # (hours after the period start, class or None for an unclassified item)
 ITEMS = [(0.2, "plastic"), (0.7, "battery"), (1.5, "can"), (5.9, "glass"), (6.0, "phone"), (6.5, None),
          (13.99, "textile"), (14.0, "laptop"), (21.5, "medical"), (22.1, "plastic"), (23.9, "battery"),
@@ -122,13 +123,17 @@ def _corrections(store: Store, ids: list[str]) -> None:
     repo.undo(c.id)  # the last one is undone: it no longer counts
 
 
+OUTLET = "CASE WHEN hazard IS NOT NULL THEN 'hazard' ELSE stream END"
+"""Where a report counts an item: hazardous items apart, whatever their stream."""
+
+
 def direct(db: Path, since: float, until: float, masses: dict[str, float]) -> dict[str, object]:
     """The same numbers straight from SQL."""
     con = sqlite3.connect(db)
     try:
         per_stream: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-        for stream, cls, n in con.execute("SELECT stream, class_name, COUNT(*) FROM items WHERE "
-                                          "decided_at >= ? AND decided_at < ? GROUP BY stream, class_name",
+        for stream, cls, n in con.execute(f"SELECT {OUTLET}, class_name, COUNT(*) FROM items WHERE "
+                                          "decided_at >= ? AND decided_at < ? GROUP BY 1, class_name",
                                           (since, until)):
             per_stream[stream][0] += n
             per_stream[stream][1] += n * masses.get(cls, 0.0)
@@ -143,7 +148,7 @@ def direct(db: Path, since: float, until: float, masses: dict[str, float]) -> di
         corrections = con.execute("SELECT COUNT(*) FROM corrections WHERE undone = 0 AND kind != 'confirm' "
                                   "AND created_at >= ? AND created_at < ?", (since, until)).fetchone()[0]
         hours = {(int(h), s): n for h, s, n in con.execute(
-            "SELECT CAST((decided_at - ?) / 3600 AS INTEGER), stream, COUNT(*) FROM items "
+            f"SELECT CAST((decided_at - ?) / 3600 AS INTEGER), {OUTLET}, COUNT(*) FROM items "
             "WHERE decided_at >= ? AND decided_at < ? GROUP BY 1, 2", (since, since, until))}
     finally:
         con.close()
@@ -156,7 +161,7 @@ def masses(tax: Taxonomy = TAX) -> dict[str, float]:
 
 
 def test_report_totals_equal_direct_sql(seeded: Seeded) -> None:
-    r = build_report(seeded.store, TAX, PERIOD, ReportConfig())
+    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station=STATION)
     db = direct(seeded.db, PERIOD.since, PERIOD.until, masses())
     streams: dict[str, list[float]] = db["streams"]  # type: ignore[assignment]
     assert {s.stream: s.items for s in r.streams if s.items} == {k: v[0] for k, v in streams.items()}
@@ -173,10 +178,11 @@ def test_report_totals_equal_direct_sql(seeded: Seeded) -> None:
         (db["found"], db["handled"], db["corrections"])
     assert (t.hazards_found, t.hazards_handled, t.corrections) == (7, 2, 3)
     assert r.hazards_by_kind == {"battery": 6, "biohazard": 1}
+    assert t.hazards_kg == pytest.approx(streams["hazard"][1]) and streams["hazard"][0] == t.hazards_found
 
 
 def test_hours_equal_sql_and_shifts_and_days_add_up(seeded: Seeded) -> None:
-    r = build_report(seeded.store, TAX, PERIOD, ReportConfig())
+    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station=STATION)
     db = direct(seeded.db, PERIOD.since, PERIOD.until, masses())
     hours = {(int((datetime.fromisoformat(b.start).timestamp() - PERIOD.since) // 3600), b.stream): b.items
              for b in r.rows("hour")}
@@ -210,7 +216,8 @@ def test_items_land_in_their_local_shift_and_day(tmp_path: Path, tz: str, local:
     store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "ev")
     t = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)).timestamp()
     record(store, decision(t, "plastic"))
-    r = build_report(store, TAX, Period(date(2024, 4, 30), date(2024, 5, 2), tz), ReportConfig(timezone=tz))
+    r = build_report(store, TAX, Period(date(2024, 4, 30), date(2024, 5, 2), tz), ReportConfig(timezone=tz),
+                     station=STATION)
     store.close()
     assert [(b.label, b.items) for b in r.rows("shift")] == [(shift, 1)]
     assert [(b.label, b.items) for b in r.rows("day")] == [(day, 1)]
@@ -223,7 +230,7 @@ def test_a_daylight_saving_day_has_23_hours(tmp_path: Path) -> None:
     assert period.until - period.since == 23 * 3600
     for k in range(23):
         record(store, decision(period.since + k * 3600 + 60, "can"))
-    r = build_report(store, TAX, period, ReportConfig(timezone="Europe/Berlin"))
+    r = build_report(store, TAX, period, ReportConfig(timezone="Europe/Berlin"), station=STATION)
     store.close()
     hours = r.rows("hour")
     assert len(hours) == 23 and len({b.start for b in hours}) == 23
@@ -261,15 +268,15 @@ def test_bad_period_is_refused(start: str, end: str, error: str) -> None:
 
 
 def test_mass_overrides_change_kg_and_unknown_classes_are_refused(seeded: Seeded) -> None:
-    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(mass_kg={"plastic": 1.5}))
+    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(mass_kg={"plastic": 1.5}), station=STATION)
     plastic = next(s for s in r.streams if s.stream == "plastic")
     assert plastic.kg == pytest.approx(plastic.items * 1.5)
     with pytest.raises(ReportError, match="not in the taxonomy"):
-        build_report(seeded.store, TAX, PERIOD, ReportConfig(mass_kg={"unobtainium": 1.0}))
+        build_report(seeded.store, TAX, PERIOD, ReportConfig(mass_kg={"unobtainium": 1.0}), station=STATION)
 
 
 def test_json_round_trips_and_csv_carries_the_same_numbers(seeded: Seeded, tmp_path: Path) -> None:
-    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station="station-1")
+    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station=STATION)
     assert Report.load(r.save(tmp_path / "r.json")) == r
     rows = list(csv.DictReader(io.StringIO(to_csv(r))))
     assert tuple(rows[0]) == CSV_COLUMNS
@@ -293,7 +300,7 @@ def _pdf_string(text: str) -> bytes:
 
 
 def test_pdf_shows_the_reports_totals(seeded: Seeded) -> None:
-    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station="station-1")
+    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station=STATION)
     pdf = to_pdf(r, compress=False)
     assert pdf.startswith(b"%PDF") and b"/Subtype /Image" in pdf
     shown = [value for _, value in totals_rows(r)] + [v for row in stream_rows(r) for v in row]
@@ -317,7 +324,7 @@ def test_report_command_gives_the_same_numbers(seeded: Seeded, tmp_path: Path) -
     runner = CliRunner()
     out = runner.invoke(app, [*args, "--format", "json"])
     assert out.exit_code == 0, out.output
-    expected = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station="station-1")
+    expected = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station=STATION)
     got = Report.from_dict(json.loads(out.stdout))
     assert replace(got, generated_at="") == replace(expected, generated_at="")
     assert runner.invoke(app, [*args, "--format", "csv", "--out", str(tmp_path / "r.csv")]).exit_code == 0
@@ -343,7 +350,7 @@ def test_impact_page_is_public_and_shows_the_report_totals(seeded: Seeded) -> No
     client = TestClient(web)
     rcfg = load_report_config(ctx.config.resolve(DEFAULT_CONFIG))
     period = Period(PERIOD.start, PERIOD.end, rcfg.timezone)
-    t = build_report(seeded.store, TAX, period, rcfg).totals
+    t = build_report(seeded.store, TAX, period, rcfg, station=STATION).totals
     got = client.get("/impact.json", params={"from": str(PERIOD.start), "to": str(PERIOD.end)})
     assert got.status_code == 200
     body = got.json()
@@ -355,7 +362,7 @@ def test_impact_page_is_public_and_shows_the_report_totals(seeded: Seeded) -> No
     first = datetime.fromtimestamp(PERIOD.since - 1, rcfg.tz).date()
     assert everything["period_start"] == str(first)
     assert everything["items"] == build_report(seeded.store, TAX, Period(first, max(first, datetime.now(
-        rcfg.tz).date()), rcfg.timezone), rcfg).totals.items
+        rcfg.tz).date()), rcfg.timezone), rcfg, station=STATION).totals.items
     page = client.get("/impact", params={"from": str(PERIOD.start), "to": str(PERIOD.end)})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for text in (f'<div class="big">{t.diverted_items}</div>', f"{t.diverted_kg:.1f} kg",
@@ -380,3 +387,78 @@ def test_reports_tab_action_checks_the_role(seeded: Seeded, user: object,
     assert all(p.is_file() for p in made.files)
     assert Report.load(made.files[2]).totals == made.report.totals
     assert made.charts and made.charts[0].read_bytes().startswith(b"\x89PNG")
+
+
+# (class, the outlet a report counts it under, whether it counts as diverted): hazardous items (loose batteries,
+# phones and laptops with their battery, biohazards) are apart, whatever their material stream
+OUTLETS = [("laptop", "hazard", False), ("phone", "hazard", False), ("battery", "hazard", False),
+           ("medical", "hazard", False), ("keyboard", "electronics", True), ("can", "metal", True),
+           ("textile", "textile", True), ("glass", "residual", False)]
+
+
+@pytest.mark.parametrize(("cls", "outlet", "diverted"), OUTLETS)
+def test_hazardous_items_are_reported_apart_from_diverted(tmp_path: Path, cls: str, outlet: str,
+                                                          diverted: bool) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "ev")
+    record(store, decision(PERIOD.since + 60, cls))
+    r = build_report(store, TAX, PERIOD, ReportConfig(), station=STATION)
+    mass = TAX.get(cls).mass_kg
+    assert {s.stream: s.items for s in r.streams if s.items} == {outlet: 1}
+    t = r.totals
+    assert (t.diverted_items, t.diverted_kg) == ((1, mass) if diverted else (0, 0.0))
+    hazardous = outlet == "hazard"
+    assert (t.hazards_found, t.hazards_kg) == ((1, mass) if hazardous else (0, 0.0))
+    ctx = context(store)
+    web = FastAPI()
+    web.include_router(impact_router(ctx, cache_s=0))
+    client = TestClient(web)
+    params = {"from": str(PERIOD.start), "to": str(PERIOD.end)}
+    body = client.get("/impact.json", params=params).json()
+    assert (body["diverted_items"], body["hazards_found"]) == (int(diverted), int(hazardous))
+    assert body["hazards_kg"] == pytest.approx(mass if hazardous else 0.0)
+    assert set(body["method"]) == {"items", "kg", "diverted", "hazards", "handled", "corrections"}
+    page = client.get("/impact", params=params).text
+    diverted_part, hazard_part = page.split("Hazardous items, apart")
+    assert f'<div class="big">{int(diverted)}</div>' in diverted_part
+    assert f'<div class="big">{int(hazardous)}</div>' in hazard_part.split("How each figure")[0]
+    assert "Hazardous items are never counted as diverted" in page
+    store.close()
+
+
+def test_a_report_says_how_each_figure_is_computed(seeded: Seeded) -> None:
+    r = build_report(seeded.store, TAX, PERIOD, ReportConfig(), station=STATION)
+    assert set(r.method) == {"items", "kg", "diverted", "hazards", "handled", "corrections"}
+    assert "electronics, plastic, metal, textile without a hazard" in r.method["diverted"]
+    pdf = to_pdf(r, compress=False)
+    assert _pdf_string("How each figure is computed") in pdf
+    assert _pdf_string(": " + r.method["handled"]) in pdf
+
+
+@pytest.mark.parametrize(("start", "end", "error"), [
+    ("0001-01-01", "2024-05-01", "from: 0001-01-01 is out of range"),
+    ("2024-05-01", "9999-12-31", "to: 9999-12-31 is out of range"),
+    ("2024-05-01", "2024-02-30", "to: '2024-02-30' is not a day"),
+    ("2024-05-01", "99999-01-01", "to: '99999-01-01' is not a day"),
+    ("1970-01-01", "2999-12-31", "to: 1970-01-01 to 2999-12-31 is 376200 days; a report covers at most 366"),
+])
+def test_a_huge_or_impossible_period_names_its_field(seeded: Seeded, start: str, end: str, error: str) -> None:
+    with pytest.raises(ReportError, match=error):
+        build_report(seeded.store, TAX, Period.parse(start, end), ReportConfig(), station=STATION)
+    with pytest.raises(ReportError, match=error):
+        make_report(context(seeded.store), ConsoleUser("mia", "manager"), start, end)
+
+
+def test_the_report_command_and_impact_page_name_the_field_of_a_bad_day(seeded: Seeded, tmp_path: Path) -> None:
+    cfg = tmp_path / "station.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{seeded.db}", "evidence_dir": str(tmp_path)}}))
+    app = typer.Typer()
+    register_report_command(app)
+    app.command("noop")(lambda: None)
+    out = CliRunner().invoke(app, ["report", "--from", "2024-05-01", "--to", "9999-12-31", "--config", str(cfg)])
+    assert out.exit_code == 2 and "to: 9999-12-31 is out of range" in out.output
+    assert "date value out of range" not in out.output
+    web = FastAPI()
+    web.include_router(impact_router(context(seeded.store), cache_s=0))
+    bad = TestClient(web).get("/impact.json", params={"from": "2024-05-01", "to": "9999-12-31"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "to"]
+    assert "between 1970-01-01 and 2999-12-31" in bad.json()["detail"][0]["msg"]

@@ -31,7 +31,7 @@ from station.taxonomy import Stream
 T0 = 1_699_999_200.0  # on the hour (UTC)
 S = ActuationStatus
 TABLES = {"items", "actuations", "alarms", "model_versions", "users", "corrections", "quarantine_log",
-          "console_secrets", "sessions", "service_tokens", "audit_log"}
+          "console_secrets", "sessions", "service_tokens", "audit_log", "runs"}
 MASS = {"phone": 0.2, "plastic": 0.05, "can": 0.02}
 
 
@@ -60,7 +60,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_migrations_create_all_tables_at_the_head_revision(store: Store) -> None:
     assert TABLES | {"alembic_version"} == set(inspect(store.engine).get_table_names())
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
 
 
 def test_migrations_match_the_models(store: Store) -> None:

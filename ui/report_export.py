@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo
 from ui.reports import Report, fmt_kg, fmt_share, shift_summary
 
 STREAM_COLOURS = {"electronics": "#4c72b0", "plastic": "#dd8452", "metal": "#8c8c8c", "textile": "#c44e52",
-                  "residual": "#55a868", "manual": "#b8b8b8"}
+                  "residual": "#55a868", "manual": "#b8b8b8", "hazard": "#e8a33d"}
+HOURLY_CHART_DAYS = 7
+"""Periods up to this many days also get an items-per-hour chart (beyond, hours are too thin to read)."""
 
 
 CSV_COLUMNS = ("level", "start", "label", "stream", "metric", "value")
@@ -25,7 +27,8 @@ def to_csv(report: Report) -> str:
     """Long format, one number per row: ``level,start,label,stream,metric,value``.
 
     Levels: total, stream, hazard (label = kind), hour, shift, day. Hour/shift/day rows carry ``items`` and
-    ``kg`` per stream, and ``hazards_found``, ``hazards_handled``, ``corrections`` with an empty stream.
+    ``kg`` per stream (``hazard``: hazardous items, apart from the material streams), and ``hazards_found``,
+    ``hazards_handled``, ``corrections`` with an empty stream.
     """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -67,7 +70,8 @@ def _grid(report: Report, level: str) -> list[tuple[str, str]]:
 
 
 def chart_png(report: Report, level: str | None = None) -> bytes:
-    """Stacked bars: items per stream in each hour or day of the period."""
+    """Stacked bars: items per stream in each hour or day of the period (one filled step outline per stream, so
+    a month of hours draws as fast as a day)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -81,10 +85,12 @@ def chart_png(report: Report, level: str | None = None) -> bytes:
     fig = Figure(figsize=(8, 3.6))
     ax = fig.add_subplot()
     bottom = [0] * len(grid)
+    edges = [k - 0.5 for k in range(len(grid) + 1)]
     for stream, colour in STREAM_COLOURS.items():
         if stream in counts:
-            ax.bar(range(len(grid)), counts[stream], bottom=bottom, color=colour, label=stream, width=0.85)
-            bottom = [a + b for a, b in zip(bottom, counts[stream], strict=True)]
+            top = [a + b for a, b in zip(bottom, counts[stream], strict=True)]
+            ax.stairs(top, edges, baseline=bottom, fill=True, color=colour, label=stream)
+            bottom = top
     step = max(1, len(grid) // 16)
     ax.set_xticks(range(0, len(grid), step), [lab for _, lab in grid][::step], rotation=45, ha="right",
                   fontsize=8)
@@ -99,9 +105,11 @@ def chart_png(report: Report, level: str | None = None) -> bytes:
 
 
 def save_charts(report: Report, out_dir: Path) -> list[Path]:
-    """Write items_per_hour.png (and items_per_day.png for longer periods) into ``out_dir``."""
+    """Write items_per_hour.png (and items_per_day.png for longer periods; a period longer than
+    ``HOURLY_CHART_DAYS`` days gets the daily chart only) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    levels = ["hour"] if chart_level(report) == "hour" else ["day", "hour"]
+    days = round((report.until - report.since) / 86_400)
+    levels = ["hour"] if chart_level(report) == "hour" else ["day", "hour"][:1 + (days <= HOURLY_CHART_DAYS)]
     paths = []
     for level in levels:
         path = out_dir / f"items_per_{level}.png"
@@ -117,7 +125,8 @@ def totals_rows(report: Report) -> list[tuple[str, str]]:
             ("Estimated mass (kg)", fmt_kg(t.kg)),
             ("Diverted from residual (items)", f"{t.diverted_items} ({fmt_share(t.diverted_share_items)})"),
             ("Diverted from residual (kg)", f"{fmt_kg(t.diverted_kg)} ({fmt_share(t.diverted_share_kg)})"),
-            ("Hazardous items found", str(t.hazards_found)),
+            ("Hazardous items, apart (items)", str(t.hazards_found)),
+            ("Hazardous items, apart (kg)", fmt_kg(t.hazards_kg)),
             ("Hazardous items handled", str(t.hazards_handled)),
             ("Operator corrections", str(t.corrections))]
 
@@ -128,8 +137,9 @@ def stream_rows(report: Report) -> list[tuple[str, str, str, str]]:
             for s in report.streams]
 
 
-def to_pdf(report: Report, *, compress: bool = True) -> bytes:
-    """The report as a PDF: title, period, totals, per-stream and per-shift tables, chart."""
+def to_pdf(report: Report, *, compress: bool = True, chart: bytes | None = None) -> bytes:
+    """The report as a PDF: title, period, totals, per-stream and per-shift tables, chart (``chart``: the PNG
+    ``chart_png(report)`` already drew, e.g. the first of ``save_charts``; drawn here when None)."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
@@ -154,11 +164,9 @@ def to_pdf(report: Report, *, compress: bool = True) -> bytes:
         story += [Paragraph("Per shift (whole period)", styles["Heading2"]),
                   Table([("Shift", "Items", "Est. kg"), *((n, str(i), fmt_kg(kg)) for n, i, kg in shifts)],
                         style=grid, hAlign="LEFT")]
-    story += [Spacer(1, 0.4 * cm), Image(io.BytesIO(chart_png(report)), width=17 * cm, height=7.6 * cm),
-              Paragraph(f"Diverted streams: {', '.join(report.diverted_streams)}. Mass is estimated from a "
-                        "mean mass per item class; items the station could not classify count with 0 kg. "
-                        "Hazards handled: quarantined, or their hazard alarm acknowledged.",
-                        styles["Italic"])]
+    story += [Spacer(1, 0.4 * cm), Image(io.BytesIO(chart or chart_png(report)), width=17 * cm, height=7.6 * cm),
+              Paragraph("How each figure is computed", styles["Heading2"]),
+              *(Paragraph(f"<b>{name}</b>: {text}", styles["Normal"]) for name, text in report.method.items())]
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, title=title, author="sortloop", pageCompression=int(compress),
                             leftMargin=2 * cm, rightMargin=2 * cm, topMargin=2 * cm, bottomMargin=2 * cm)

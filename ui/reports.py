@@ -1,6 +1,8 @@
 """Reports over a period: items and estimated kg per stream per hour, shift and day; the share of intake
-diverted from residual; hazards found and handled; corrections. One ``build_report`` feeds the console's
-Reports tab, ``sortloop report`` (CSV, JSON, PDF) and the public /impact page, so all give the same numbers.
+diverted from residual; hazardous items apart (found, kg, handled); corrections. One ``build_report`` feeds the
+console's Reports tab, ``sortloop report`` (CSV, JSON, PDF) and the public /impact page, so all give the same
+numbers. Every report reads one station's live runs only (never scorecard or benchmark runs), and says how each
+figure is computed (``method_notes``).
 
 Shifts, time zone, mass overrides and the diverted streams come from ``configs/reports.yaml`` (optional).
 """
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from station.store import Store
-from station.taxonomy import Stream, Taxonomy
+from station.store import ItemScope, Store
+from station.taxonomy import Taxonomy
 from ui import report_queries as q
 from ui.access import require
 from ui.auth import Perm
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEVELS = ("hour", "shift", "day")
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+MAX_DAYS = 366
+"""The longest report (a year); /impact's totals may span more."""
 __all__ = ["DEFAULT_CONFIG", "Period", "Report", "ReportConfig", "ReportError", "build_report",
            "build_reports_tab", "compute_totals", "load_report_config"]
 
@@ -48,17 +53,23 @@ class Period:
     tz: str = "UTC"
 
     def __post_init__(self) -> None:
+        for name, day in (("from", self.start), ("to", self.end)):
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ReportError(f"{name}: {day} is out of range; pick a day between {FIRST_DAY} and {LAST_DAY}")
         if self.end < self.start:
             raise ReportError(f"period ends ({self.end}) before it starts ({self.start}); swap from and to")
 
     @classmethod
     def parse(cls, start: str, end: str, tz: str = "UTC") -> Period:
-        try:
-            return cls(date.fromisoformat(start), date.fromisoformat(end), tz)
-        except ValueError as exc:
-            if isinstance(exc, ReportError):
-                raise
-            raise ReportError(f"period {start!r} … {end!r}: write dates as YYYY-MM-DD ({exc})") from None
+        return cls(_day("from", start), _day("to", end), tz)
+
+    def check_length(self, max_days: int = MAX_DAYS) -> Period:
+        """The period itself, refused (naming ``to``) when longer than ``max_days`` days."""
+        days = (self.end - self.start).days + 1
+        if days > max_days:
+            raise ReportError(f"to: {self.start} to {self.end} is {days} days; a report covers at most {max_days} "
+                              "days (a year): split it")
+        return self
 
     def _midnight(self, d: date) -> float:
         return datetime.combine(d, dtime(0), tzinfo=ZoneInfo(self.tz)).timestamp()
@@ -74,6 +85,13 @@ class Period:
     @property
     def label(self) -> str:
         return f"{self.start.isoformat()} to {self.end.isoformat()}"
+
+
+def _day(name: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ReportError(f"{name}: {text!r} is not a day; write it as YYYY-MM-DD ({exc})") from None
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -115,13 +133,34 @@ class Totals:
     items: int
     kg: float
     diverted_items: int
+    """Items of the diverted streams without a hazard (a hazardous item is never counted as diverted)."""
     diverted_kg: float
     diverted_share_items: float | None
     """Diverted items ÷ all items (None: no items)."""
     diverted_share_kg: float | None
     hazards_found: int
+    """Items decided with a hazard (any stream): the ``hazard`` outlet, apart from diverted material."""
+    hazards_kg: float
     hazards_handled: int
     corrections: int
+
+
+def method_notes(diverted_streams: Iterable[str]) -> dict[str, str]:
+    """How each figure is computed, in words: shown by the Reports tab, the PDF and /impact."""
+    streams = ", ".join(diverted_streams)
+    return {
+        "items": "Items the station decided in the period, its live runs only (scorecard and benchmark runs "
+                 "are kept apart).",
+        "kg": "Estimated: each item counts the mean mass of its class (configs/reports.yaml mass_kg, else the "
+              "taxonomy); items the station could not classify count 0 kg.",
+        "diverted": f"Items sorted to {streams} without a hazard; share = diverted ÷ all items (by weight: "
+                    "diverted kg ÷ all kg). Hazardous items are never counted as diverted.",
+        "hazards": "Items decided with a hazard (loose batteries, phones and laptops with their battery, "
+                   "biohazards), a battery in doubt included: sent to the hazard bin or to a person, reported "
+                   "apart from the material streams.",
+        "handled": "Hazardous items put in quarantine or whose hazard alarm was acknowledged.",
+        "corrections": "Operator corrections made in the period; undone ones and confirmations left out.",
+    }
 
 
 @dataclass
@@ -140,6 +179,8 @@ class Report:
     buckets: list[BucketRow]
     activity: list[ActivityRow]
     diverted_streams: list[str]
+    method: dict[str, str] = field(default_factory=dict)
+    """How each figure is computed (``method_notes``)."""
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -156,7 +197,8 @@ class Report:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """One line (the C encoder: a month of hourly rows in milliseconds; ``indent`` would take a second)."""
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Report:
@@ -185,7 +227,7 @@ class Report:
                  f"items {t.items}  kg {fmt_kg(t.kg)}  diverted {t.diverted_items} items "
                  f"({fmt_share(t.diverted_share_items)}), {fmt_kg(t.diverted_kg)} kg "
                  f"({fmt_share(t.diverted_share_kg)})",
-                 f"hazards found {t.hazards_found}  handled {t.hazards_handled}  "
+                 f"hazardous (apart) {t.hazards_found} items, {fmt_kg(t.hazards_kg)} kg  handled {t.hazards_handled}  "
                  f"corrections {t.corrections}", "",
                  f"{'stream':<12}{'items':>10}{'kg':>12}"]
         lines += [f"{s.stream:<12}{s.items:>10}{fmt_kg(s.kg):>12}" for s in self.streams]
@@ -229,9 +271,16 @@ class _Bucketer:
     def __init__(self, period: Period, cfg: ReportConfig) -> None:
         self.since, self.tz = period.since, cfg.tz
         self.shift_of = cfg.shift_ofhour_of()
+        self._keys: dict[float, list[_Key]] = {}
 
     def keys(self, t: float) -> list[_Key]:
         hour_start = self.since + (t - self.since) // 3600 * 3600
+        found = self._keys.get(hour_start)
+        if found is None:
+            found = self._keys[hour_start] = self._hour_keys(hour_start)
+        return found
+
+    def _hour_keys(self, hour_start: float) -> list[_Key]:
         local = datetime.fromtimestamp(hour_start, self.tz)
         out = [_Key("hour", local.isoformat(), local.strftime("%Y-%m-%d %H:00"))]
         shift = self.shift_of.get(local.hour)
@@ -245,11 +294,11 @@ class _Bucketer:
         return out
 
 
-def _stream_buckets(rows: Iterable[q.HourStream], bucketer: _Bucketer) -> list[BucketRow]:
+def _stream_buckets(rows: Iterable[q.HourOutlet], bucketer: _Bucketer) -> list[BucketRow]:
     acc: dict[tuple[_Key, str], list[float]] = defaultdict(lambda: [0, 0.0])
     for r in rows:
         for key in bucketer.keys(r.start):
-            a = acc[(key, r.stream)]
+            a = acc[(key, r.outlet)]
             a[0] += r.items
             a[1] += r.kg
     return [BucketRow(k.level, k.start, k.label, stream, int(n), round(kg, 6))
@@ -278,48 +327,53 @@ def _share(part: float, whole: float) -> float | None:
     return round(part / whole, 6) if whole > 0 else None
 
 
-def _totals(per_stream: dict[str, tuple[int, float]], hazards: list[q.HazardEvent], n_corrections: int,
+def _totals(per_outlet: dict[str, tuple[int, float]], hazards: list[q.HazardEvent], n_corrections: int,
             cfg: ReportConfig) -> tuple[Totals, list[StreamRow], dict[str, int]]:
-    found = {s.value: per_stream.get(s.value, (0, 0.0)) for s in Stream}
-    streams = [StreamRow(name, n, round(kg, 6)) for name, (n, kg) in found.items()]
+    streams = [StreamRow(name, n, round(kg, 6))
+               for name, (n, kg) in ((o, per_outlet.get(o, (0, 0.0))) for o in q.OUTLETS)]
     diverted = {s.value for s in cfg.diverted_streams}
     items, kg = sum(s.items for s in streams), sum(s.kg for s in streams)
     d_items = sum(s.items for s in streams if s.stream in diverted)
     d_kg = sum(s.kg for s in streams if s.stream in diverted)
+    h_kg = per_outlet.get(q.HAZARD, (0, 0.0))[1]
     by_kind: dict[str, int] = defaultdict(int)
     for h in hazards:
         by_kind[h.kind] += 1
     totals = Totals(items, round(kg, 6), d_items, round(d_kg, 6), _share(d_items, items), _share(d_kg, kg),
-                    len(hazards), sum(h.handled for h in hazards), n_corrections)
+                    len(hazards), round(h_kg, 6), sum(h.handled for h in hazards), n_corrections)
     return totals, streams, dict(sorted(by_kind.items()))
 
 
-def compute_totals(store: Store, period: Period, cfg: ReportConfig, masses: dict[str, float],
+def compute_totals(store: Store, period: Period, cfg: ReportConfig, masses: dict[str, float], *, station: str,
                    ) -> tuple[Totals, list[StreamRow], dict[str, int]]:
-    """Period totals, per-stream totals and hazards by kind (what /impact shows; the report's own totals)."""
-    return _totals(q.stream_totals(store, period.since, period.until, masses),
-                   q.hazard_events(store, period.since, period.until),
-                   len(q.correction_times(store, period.since, period.until)), cfg)
+    """Period totals, per-outlet totals and hazards by kind of ``station``'s live runs (what /impact shows;
+    the report's own totals)."""
+    scope = ItemScope(station_id=station)
+    return _totals(q.period_outlets(store, period.since, period.until, masses, scope),
+                   q.hazard_events(store, period.since, period.until, scope),
+                   len(q.correction_times(store, period.since, period.until, scope)), cfg)
 
 
 def build_report(store: Store, taxonomy: Taxonomy, period: Period, cfg: ReportConfig | None = None, *,
-                 station: str = "") -> Report:
-    """The report of ``period`` from the store (see module doc)."""
+                 station: str) -> Report:
+    """The report of ``period`` for ``station``'s live runs (see module doc); at most ``MAX_DAYS`` days."""
     cfg = cfg or ReportConfig(timezone=period.tz)
     if cfg.timezone != period.tz:
         raise ReportError(f"period is in {period.tz} but the reports config in {cfg.timezone}; use one zone")
+    period.check_length()
     masses = cfg.masses(taxonomy)
-    since, until = period.since, period.until
-    hazards, corrections = q.hazard_events(store, since, until), q.correction_times(store, since, until)
-    per_stream = q.stream_totals(store, since, until, masses)
-    totals, streams, by_kind = _totals(per_stream, hazards, len(corrections), cfg)
+    since, until, scope = period.since, period.until, ItemScope(station_id=station)
+    hazards = q.hazard_events(store, since, until, scope)
+    corrections = q.correction_times(store, since, until, scope)
+    hourly = q.hourly_outlets(store, since, until, masses, scope)
+    totals, streams, by_kind = _totals(q.outlet_totals(hourly), hazards, len(corrections), cfg)
     bucketer = _Bucketer(period, cfg)
-    buckets = _stream_buckets(q.hourly_streams(store, since, until, masses), bucketer)
+    diverted = [s.value for s in cfg.diverted_streams]
     return Report(station=station, period_start=period.start.isoformat(), period_end=period.end.isoformat(),
                   timezone=period.tz, since=since, until=until, totals=totals, streams=streams,
-                  hazards_by_kind=by_kind, buckets=buckets,
-                  activity=_activity(hazards, corrections, bucketer),
-                  diverted_streams=[s.value for s in cfg.diverted_streams])
+                  hazards_by_kind=by_kind, buckets=_stream_buckets(hourly, bucketer),
+                  activity=_activity(hazards, corrections, bucketer), diverted_streams=diverted,
+                  method=method_notes(diverted))
 
 
 # ------------------------------------------------------------------------------------------ console tab
@@ -344,11 +398,12 @@ def make_report(ctx: ConsoleContext, user: object, start: str, end: str) -> Repo
     report = build_report(ctx.store, ctx.taxonomy, period, rcfg, station=ctx.config.station_id)
     out = download_dir("sortloop-report-")  # a folder Gradio may serve downloads from
     stem = f"report_{period.start}_{period.end}"
+    charts = save_charts(report, out)  # the first is the PDF's chart: drawn once
     (out / f"{stem}.csv").write_text(to_csv(report))
-    (out / f"{stem}.pdf").write_bytes(to_pdf(report))
+    (out / f"{stem}.pdf").write_bytes(to_pdf(report, chart=charts[0].read_bytes()))
     report.save(out / f"{stem}.json")
     files = [out / f"{stem}.{ext}" for ext in ("pdf", "csv", "json")]
-    return ReportFiles(report, files, save_charts(report, out))
+    return ReportFiles(report, files, charts)
 
 
 def summary_markdown(r: Report) -> str:
@@ -356,13 +411,14 @@ def summary_markdown(r: Report) -> str:
     return (f"### {r.period_label} ({r.timezone})\n"
             f"**{t.items}** items, **{fmt_kg(t.kg)} kg** (estimated) · diverted from residual: "
             f"**{t.diverted_items}** items ({fmt_share(t.diverted_share_items)}), "
-            f"**{fmt_kg(t.diverted_kg)} kg** ({fmt_share(t.diverted_share_kg)}) · hazards found "
-            f"**{t.hazards_found}**, handled **{t.hazards_handled}** · corrections **{t.corrections}**")
+            f"**{fmt_kg(t.diverted_kg)} kg** ({fmt_share(t.diverted_share_kg)}) · hazardous items (apart from "
+            f"diverted) **{t.hazards_found}**, **{fmt_kg(t.hazards_kg)} kg**, handled **{t.hazards_handled}** · "
+            f"corrections **{t.corrections}**\n\n" + "\n".join(f"- *{k}*: {v}" for k, v in r.method.items()))
 
 
 def bucket_table(r: Report, level: str) -> tuple[list[str], list[list[object]]]:
     """Wide table of one level: bucket, items per stream, total items and kg, hazards and corrections."""
-    streams = [s.value for s in Stream]
+    streams = list(q.OUTLETS)
     rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for b in r.rows(level):
         row = rows[b.label]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from station.events import Actuation, ActuationStatus, Alarm, Decision, Reason, Severity
-from station.store.models import ActuationRow, AlarmRow, Item, ModelVersionRow
-from station.store.records import ActuationRecord, AlarmRecord, ItemRecord, ModelRecord
+from station.store.models import ActuationRow, AlarmRow, Item, ModelVersionRow, RunRow
+from station.store.records import ActuationRecord, AlarmRecord, ItemRecord, ModelRecord, RunKind, RunRecord
 from station.taxonomy import Stream
 
 
-def item_row(d: Decision, bin_name: str, crop_path: str | None) -> Item:
+def item_row(d: Decision, bin_name: str, crop_path: str | None, run_id: str | None = None,
+             ) -> Item:
     x1, y1, x2, y2 = (float(v) for v in d.box)
     return Item(
-        item_id=d.item_id, station_id=d.station_id, track_id=int(d.track_id), frame_index=int(d.frame_index),
+        item_id=d.item_id, station_id=d.station_id, run_id=run_id, track_id=int(d.track_id),
+        frame_index=int(d.frame_index),
         crossed_at=float(d.crossed_at), crossed_ticks=None if d.crossed_ticks is None else int(d.crossed_ticks),
         decided_at=float(d.decided_at_wall), class_name=d.class_name, stream=Stream(d.stream).value,
         hazard=d.hazard, confidence=float(d.confidence), votes={k: float(v) for k, v in d.votes.items()},
@@ -65,3 +67,9 @@ def alarm_record(r: AlarmRow) -> AlarmRecord:
 def model_record(r: ModelVersionRow) -> ModelRecord:
     return ModelRecord(version=r.version, path=r.path, loaded_at=r.loaded_at, metadata=dict(r.meta),
                        active=r.active, kind="classifier" if r.kind == "classifier" else "detector")
+
+
+def run_record(r: RunRow) -> RunRecord:
+    kind: RunKind = "scorecard" if r.kind == "scorecard" else "bench" if r.kind == "bench" else "live"
+    return RunRecord(run_id=r.run_id, station_id=r.station_id, kind=kind, started_at=r.started_at,
+                     ended_at=r.ended_at, source=r.source)

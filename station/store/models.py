@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -37,6 +38,7 @@ ID = String(32)
 ROLES = ("operator", "engineer", "manager", "admin")
 TOKEN_SCOPES = ("metrics", "read", "ack")
 CORRECTION_KINDS = ("reclass", "not_item", "missed_item", "confirm")
+RUN_KINDS = ("live", "scorecard", "bench")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -47,13 +49,32 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class RunRow(Base):
+    """One run of the station (migration 0006): live, a scored simulator run or a benchmark."""
+
+    __tablename__ = "runs"
+    __table_args__ = (CheckConstraint(_one_of("kind", RUN_KINDS), name="kind"),)
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(512), default="")
+
+
 class Item(Base):
     """One physical item, decided when it crossed the decision line."""
 
     __tablename__ = "items"
+    # reports and /impact (migration 0007): one station's items of a period, grouped without reading the table
+    __table_args__ = (Index("ix_items_report", "station_id", "decided_at", "run_id", "stream", "class_name",
+                            "hazard"),)
 
     item_id: Mapped[str] = mapped_column(ID, primary_key=True)
     station_id: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    """The run that decided it (migration 0006); None: recorded before runs were kept."""
     track_id: Mapped[int] = mapped_column(Integer)
     frame_index: Mapped[int] = mapped_column(BigInteger)
     crossed_at: Mapped[float] = mapped_column(Float)
@@ -105,7 +126,8 @@ class AlarmRow(Base):
     kind: Mapped[str] = mapped_column(String(64), index=True)
     message: Mapped[str] = mapped_column(Text)
     severity: Mapped[str] = mapped_column(String(16))
-    item_id: Mapped[str | None] = mapped_column(ID)
+    item_id: Mapped[str | None] = mapped_column(ID, index=True)
+    """Index (migration 0007): a report finds each hazard's acknowledged alarm without scanning all alarms."""
     raised_at: Mapped[float] = mapped_column(Float, index=True)
     acknowledged_at: Mapped[float | None] = mapped_column(Float, index=True)
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))

@@ -12,6 +12,7 @@ from station.taxonomy import Stream
 T = TypeVar("T")
 
 ModelKind = Literal["detector", "classifier"]
+RunKind = Literal["live", "scorecard", "bench"]
 JsonScalar = str | int | float | bool | None
 JsonValue = JsonScalar | list["JsonValue"] | dict[str, "JsonValue"]
 
@@ -117,6 +118,40 @@ class ItemFilter:
     since: float | None = None
     until: float | None = None
     station_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of the station: ``live`` (the station at work), ``scorecard`` (a scored simulator run) or
+    ``bench`` (a benchmark); ``ended_at`` None while it runs (or when it never stopped cleanly)."""
+
+    run_id: str
+    station_id: str
+    kind: RunKind
+    started_at: float
+    ended_at: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class ItemScope:
+    """Which items a report reads: one station's items of runs of ``run_kinds`` (items recorded before runs were
+    kept, ``run_id`` NULL, count as live). ``None`` means "any"."""
+
+    station_id: str | None = None
+    run_kinds: tuple[RunKind, ...] | None = ("live",)
+
+
+@dataclass(frozen=True)
+class TallyRow:
+    """Items of one stream, class and hazard decided in ``[bucket_start, bucket_start + bucket_s)``."""
+
+    bucket_start: float
+    bucket_s: int
+    stream: Stream
+    class_name: str | None
+    hazard: str | None
+    items: int
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Engine, Update, func, literal, select, update
+from sqlalchemy import ColumnElement, Engine, Update, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,20 +20,24 @@ from station.events import Actuation, ActuationStatus, Alarm, Decision
 from station.store import convert
 from station.store.engine import floor_nonneg, make_engine, make_private, migrate, parse_url, sqlite_file
 from station.store.evidence import crop_relpath, write_jpeg
-from station.store.models import ActuationRow, AlarmRow, Item, ModelVersionRow
+from station.store.models import ActuationRow, AlarmRow, Item, ModelVersionRow, RunRow
 from station.store.records import (
     AlarmRecord,
     DuplicateError,
     FinalStatusError,
     ItemFilter,
     ItemRecord,
+    ItemScope,
     JsonValue,
     ModelKind,
     ModelRecord,
     NotFoundError,
     Page,
     ReconcileResult,
+    RunKind,
+    RunRecord,
     StoreError,
+    TallyRow,
     ThroughputRow,
 )
 from station.taxonomy import Stream
@@ -64,6 +68,8 @@ class Store:
         self.evidence_dir = evidence_dir
         self.crop_quality = crop_quality
         self._session = sessionmaker(engine, expire_on_commit=False)
+        self.run_id: str | None = None
+        """The run that items recorded now belong to (``begin_run``); None: no run begun."""
 
     @classmethod
     def open(cls, url: str, evidence_dir: Path, *, crop_quality: int = 85, busy_timeout_s: float = 10.0) -> Store:
@@ -90,10 +96,42 @@ class Store:
         (alarms from threads that must not stall); the store itself where that does not apply."""
         if sqlite_file(self.engine.url) is None:
             return self
-        return Store(make_engine(self.engine.url, round(busy_timeout_s * 1000)), self.evidence_dir, self.crop_quality)
+        twin = Store(make_engine(self.engine.url, round(busy_timeout_s * 1000)), self.evidence_dir, self.crop_quality)
+        twin.run_id = self.run_id
+        return twin
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def begin_run(self, run_id: str, kind: RunKind, station_id: str, source: str = "") -> RunRecord:
+        """Record that run ``run_id`` of ``kind`` starts; items recorded from now on carry its id."""
+        row = RunRow(run_id=run_id, station_id=station_id, kind=kind, started_at=time.time(), ended_at=None,
+                     source=source[:512])
+        try:
+            with self._session.begin() as s:
+                s.add(row)
+        except IntegrityError as exc:
+            raise DuplicateError(f"run {run_id} is already recorded; every run needs a fresh run id") from exc
+        self.run_id = run_id
+        return convert.run_record(row)
+
+    def end_run(self) -> None:
+        """Note when the current run ended (nothing when no run was begun)."""
+        if self.run_id is None:
+            return
+        with self._session.begin() as s:
+            s.execute(update(RunRow).where(RunRow.run_id == self.run_id).values(ended_at=time.time()),
+                      execution_options={"synchronize_session": False})
+
+    def runs(self, station_id: str | None = None) -> list[RunRecord]:
+        """Runs recorded in this store (of one station, given ``station_id``), oldest first."""
+        stmt = select(RunRow).order_by(RunRow.started_at, RunRow.run_id)
+        if station_id is not None:
+            stmt = stmt.where(RunRow.station_id == station_id)
+        with self._session() as s:
+            return [convert.run_record(r) for r in s.scalars(stmt).all()]
 
     # -- decisions and actuations ----------------------------------------------------------------
 
@@ -110,7 +148,7 @@ class Store:
         crop = self._write_crop(decision)
         try:
             with self._session.begin() as s:
-                s.add(convert.item_row(decision, item_bin or actuation.bin, crop))
+                s.add(convert.item_row(decision, item_bin or actuation.bin, crop, self.run_id))
                 s.flush()
                 row = convert.actuation_row(actuation, time.time())
                 row.status, row.detail = status.value, detail
@@ -243,8 +281,17 @@ class Store:
         return Page(items=items, total=total, page=page, page_size=page_size)
 
     def throughput(self, since: float, until: float, bucket_s: int = 3600,
-                   mass_kg: Mapping[str, float] | None = None, origin: float = 0.0) -> list[ThroughputRow]:
-        """Items (and kg, given class masses) per stream and time bucket in ``[since, until)``.
+                   mass_kg: Mapping[str, float] | None = None, origin: float = 0.0,
+                   scope: ItemScope | None = None) -> list[ThroughputRow]:
+        """Items (and kg, given class masses) per stream and time bucket in ``[since, until)``: ``tally``
+        summed over classes and hazards. Buckets without items are left out."""
+        rows = self.tally(since, until, bucket_s, origin, scope)
+        return _throughput_rows(rows, mass_kg)
+
+    def tally(self, since: float, until: float, bucket_s: int = 3600, origin: float = 0.0,
+              scope: ItemScope | None = None) -> list[TallyRow]:
+        """Items per time bucket, stream, class and hazard in ``[since, until)`` (``scope``: which items; None:
+        every item of the store). One grouped query, the one behind throughput, reports and /impact.
 
         Buckets are ``bucket_s`` long and aligned to ``origin`` (epoch seconds; 0 = UTC midnight), so a
         shift report can start at 06:00. Buckets without items are left out.
@@ -254,12 +301,14 @@ class Store:
                              f"until={until}, bucket_s={bucket_s})")
         base = since - (since - origin) % bucket_s
         bucket = floor_nonneg((Item.decided_at - literal(base)) / literal(float(bucket_s))).label("bucket")
-        stmt = (select(bucket, Item.stream, Item.class_name, func.count())
-                .where(Item.decided_at >= since, Item.decided_at < until)
-                .group_by(bucket, Item.stream, Item.class_name))
+        stmt = (select(bucket, Item.stream, Item.class_name, Item.hazard, func.count())
+                .where(Item.decided_at >= since, Item.decided_at < until, *scope_conditions(scope))
+                .group_by(bucket, Item.stream, Item.class_name, Item.hazard))
         with self._session() as s:
             rows = s.execute(stmt).all()
-        return _throughput_rows(((int(b), st, cls, int(n)) for b, st, cls, n in rows), base, bucket_s, mass_kg)
+        return sorted((TallyRow(base + int(b) * bucket_s, bucket_s, Stream(st), cls, hz, int(n))
+                       for b, st, cls, hz, n in rows),
+                      key=lambda r: (r.bucket_start, r.stream.value, r.class_name or "", r.hazard or ""))
 
     # -- alarms ----------------------------------------------------------------------------------
 
@@ -340,13 +389,26 @@ def _latest_actuations(s: Session, item_ids: list[str]) -> dict[str, ActuationRo
     return {r.item_id: r for r in rows}  # the latest one wins
 
 
-def _throughput_rows(groups: Iterable[tuple[int, str, str | None, int]], base: float, bucket_s: int,
-                     mass_kg: Mapping[str, float] | None) -> list[ThroughputRow]:
-    totals: dict[tuple[int, str], tuple[int, float]] = {}
-    for index, stream, class_name, n in groups:
-        items, kg = totals.get((index, stream), (0, 0.0))
-        mass = mass_kg.get(class_name, 0.0) if mass_kg is not None and class_name is not None else 0.0
-        totals[(index, stream)] = (items + n, kg + n * mass)
-    return [ThroughputRow(bucket_start=base + index * bucket_s, bucket_s=bucket_s, stream=Stream(stream),
-                          items=items, kg=None if mass_kg is None else round(kg, 6))
-            for (index, stream), (items, kg) in sorted(totals.items())]
+def scope_conditions(scope: ItemScope | None) -> list[ColumnElement[bool]]:
+    """SQL conditions on ``items`` for ``scope`` (none for None); items without a run count as live."""
+    if scope is None:
+        return []
+    conds: list[ColumnElement[bool]] = []
+    if scope.station_id is not None:
+        conds.append(Item.station_id == scope.station_id)
+    if scope.run_kinds is not None:
+        in_runs = Item.run_id.in_(select(RunRow.run_id).where(RunRow.kind.in_(scope.run_kinds)))
+        conds.append(or_(Item.run_id.is_(None), in_runs) if "live" in scope.run_kinds else in_runs)
+    return conds
+
+
+def _throughput_rows(rows: Iterable[TallyRow], mass_kg: Mapping[str, float] | None) -> list[ThroughputRow]:
+    totals: dict[tuple[float, int, Stream], tuple[int, float]] = {}
+    for r in rows:
+        items, kg = totals.get((r.bucket_start, r.bucket_s, r.stream), (0, 0.0))
+        mass = mass_kg.get(r.class_name, 0.0) if mass_kg is not None and r.class_name is not None else 0.0
+        totals[(r.bucket_start, r.bucket_s, r.stream)] = (items + r.items, kg + r.items * mass)
+    return [ThroughputRow(bucket_start=start, bucket_s=bucket_s, stream=stream, items=items,
+                          kg=None if mass_kg is None else round(kg, 6))
+            for (start, bucket_s, stream), (items, kg) in sorted(totals.items(), key=lambda kv: (kv[0][0],
+                                                                                                   kv[0][2].value))]
