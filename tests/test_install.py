@@ -105,7 +105,9 @@ def test_headless_simulator_run_scores(fresh: Path, site: Path) -> None:
     done = _run(fresh / "sortloop", "run", "--headless", "--duration", "5", cwd=site, timeout=120)
     card = json.loads(done.stdout[done.stdout.index("{"):])
     assert card["items"] > 0 and card["decided"] > 0, card
-    assert (site / "var" / "sortloop.db").is_file()  # relative paths land in the station's folder
+    # relative paths land in the station's folder; a scored run keeps its own store, apart from the live one
+    assert [p.relative_to(site).parts[:2] for p in site.glob("var/runs/*/sortloop.db")] == [("var", "runs")]
+    assert not (site / "var" / "sortloop.db").exists()
 
 
 def test_config_and_taxonomy_ship_in_the_wheel(fresh: Path, site: Path) -> None:
